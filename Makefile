@@ -1,0 +1,20 @@
+# The two set-up commands of the README:
+#   make reproduce   run every notebook headless (papermill) on the embedded synthetic data
+#   make test        unit tests, then nbval over every notebook at the ci preset
+# Both create or reuse .venv first (scripts/setup_venv.sh).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PRESET ?= smoke
+DEVICE ?= cpu
+OUT ?= results
+
+.PHONY: setup reproduce test
+setup:
+	@VENV=$(VENV) scripts/setup_venv.sh
+
+reproduce: setup
+	$(PY) -m hffne_lib.reproduce --preset $(PRESET) --device $(DEVICE) --out $(OUT)
+
+test: setup
+	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --nbval-lax notebooks

@@ -1,0 +1,91 @@
+"""The one place that defines what a normal map is in this project.
+
+Axes (camera space, as in the paper): x points right, y points up, z points towards the
+camera. Image rows grow downwards, so "up" in the image is -row. A visible surface has z >= 0.
+
+Tensors are B x 3 x H x W (channels x, y, z), float, unit length per pixel. Masks are
+B x 1 x H x W, bool or {0, 1} float. Grey images are B x 1 x H x W in [0, 1].
+
+RGB encoding (PNG files, figures): rgb = (n + 1) / 2, so a frontal normal (0, 0, 1) is
+(0.5, 0.5, 1.0), light purple-blue. 8-bit files store round(rgb * 255).
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+#: Length under which a normal is treated as missing (background) rather than renormalised.
+NORMAL_EPS = 1e-12
+
+#: Frontal normal, pointing at the camera.
+FRONTAL = (0.0, 0.0, 1.0)
+
+
+def normalize(normals: torch.Tensor, eps: float = NORMAL_EPS) -> torch.Tensor:
+    """Unit length along the channel axis: B x 3 x H x W -> B x 3 x H x W (as F.normalize)."""
+    return F.normalize(normals, dim=1, eps=eps)
+
+
+def encode_rgb(normals: torch.Tensor) -> torch.Tensor:
+    """Unit normals in [-1, 1] -> RGB in [0, 1] (B x 3 x H x W)."""
+    return (normals.clamp(-1.0, 1.0) + 1.0) / 2.0
+
+
+def decode_rgb(rgb: torch.Tensor) -> torch.Tensor:
+    """RGB in [0, 1] -> unit normals (B x 3 x H x W); renormalises quantised values."""
+    return normalize(rgb * 2.0 - 1.0)
+
+
+def to_uint8_image(normals: torch.Tensor | np.ndarray) -> np.ndarray:
+    """One normal map, 3 x H x W (tensor or array) -> H x W x 3 uint8 in the RGB encoding."""
+    n = torch.as_tensor(normals, dtype=torch.float32)
+    if n.dim() != 3 or n.shape[0] != 3:
+        raise ValueError(f"expected a 3 x H x W normal map, got shape {tuple(n.shape)}")
+    rgb = encode_rgb(n[None])[0].permute(1, 2, 0).numpy()
+    return np.round(rgb * 255.0).astype(np.uint8)
+
+
+def from_uint8_image(image: np.ndarray) -> torch.Tensor:
+    """H x W x 3 uint8 (or uint16) RGB-encoded normal map -> 3 x H x W unit normals."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        raise ValueError(f"expected an H x W x 3 RGB normal map, got shape {image.shape}")
+    scale = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 1.0
+    rgb = torch.from_numpy(image[..., :3].astype(np.float32) / scale).permute(2, 0, 1)
+    return decode_rgb(rgb[None])[0]
+
+
+def flip_horizontal(normals: torch.Tensor) -> torch.Tensor:
+    """Mirror a normal map left-right: flips the W axis and negates x (B x 3 x H x W)."""
+    flipped = normals.flip(-1)
+    return torch.cat([-flipped[:, :1], flipped[:, 1:]], dim=1)
+
+
+def apply_mask(normals: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Zero the normals outside the mask: B x 3 x H x W, B x 1 x H x W -> B x 3 x H x W."""
+    return normals * mask.to(normals.dtype)
+
+
+def valid_mask(normals: torch.Tensor, min_length: float = 0.5) -> torch.Tensor:
+    """Pixels holding a real normal (length >= min_length): B x 3 x H x W -> B x 1 x H x W bool."""
+    return normals.norm(dim=1, keepdim=True) >= min_length
+
+
+def shade_lambertian(normals: torch.Tensor, light_dir: torch.Tensor) -> torch.Tensor:
+    """Lambertian shading max(0, n . l) for a unit light direction in the same axes.
+
+    normals: B x 3 x H x W; light_dir: B x 3 or 3 -> B x 1 x H x W.
+    """
+    light = normalize(torch.as_tensor(light_dir, dtype=normals.dtype, device=normals.device)
+                      .reshape(-1, 3, 1, 1))
+    return (normals * light).sum(dim=1, keepdim=True).clamp_min(0.0)
+
+
+#: ITU-R BT.601 luma weights (R, G, B), as PIL's "L" mode and OpenCV use for grey images.
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def rgb_to_gray(rgb: torch.Tensor) -> torch.Tensor:
+    """Grey image from RGB with the BT.601 weights: B x 3 x H x W -> B x 1 x H x W (same range)."""
+    weights = torch.tensor(GRAY_WEIGHTS, dtype=rgb.dtype, device=rgb.device).view(1, 3, 1, 1)
+    return (rgb * weights).sum(dim=1, keepdim=True)

@@ -1,0 +1,61 @@
+"""Angular-error metrics (PAPER.md: mean +- std across images, share of pixels under thresholds)."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import pandas as pd
+import torch
+
+DEFAULT_THRESHOLDS = (20.0, 25.0, 30.0)
+
+
+def angular_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per-pixel angle in degrees between normal maps: B x 3 x H x W, B x 3 x H x W -> B x H x W.
+
+    Both inputs are renormalised first, so unnormalised predictions are measured fairly.
+    """
+    pred = torch.nn.functional.normalize(pred.double(), dim=1)
+    target = torch.nn.functional.normalize(target.double(), dim=1)
+    cosine = (pred * target).sum(dim=1).clamp(-1.0, 1.0)
+    return torch.rad2deg(torch.acos(cosine)).float()
+
+
+def image_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+    """Angular errors (degrees) of the mask pixels, one 1-D tensor per image.
+
+    pred, target: B x 3 x H x W; mask: B x 1 x H x W or B x H x W (bool or 0/1).
+    """
+    errors = angular_error(pred, target)
+    mask = mask.reshape(errors.shape).bool()
+    return [errors[i][mask[i]] for i in range(errors.shape[0])]
+
+
+def summarize_errors(per_image: Sequence[torch.Tensor], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                     name: str = "") -> pd.Series:
+    """One table row from per-image error vectors: mean (of image means), std across images,
+    and % of all pixels under each threshold. Images with no mask pixels are skipped."""
+    per_image = [e for e in per_image if e.numel() > 0]
+    if not per_image:
+        raise ValueError("no pixels to measure: every mask is empty")
+    means = torch.stack([e.double().mean() for e in per_image])
+    pixels = torch.cat(per_image).double()
+    row = {"mean": means.mean().item(),
+           "std": means.std(unbiased=False).item() if len(per_image) > 1 else 0.0,
+           "images": len(per_image)}
+    for t in thresholds:
+        row[f"<{t:g}"] = 100.0 * (pixels < t).double().mean().item()
+    return pd.Series(row, name=name)
+
+
+def evaluate_set(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
+                 thresholds: Sequence[float] = DEFAULT_THRESHOLDS, name: str = "") -> pd.Series:
+    """Table row for a whole set given at once (B x 3 x H x W, B x 3 x H x W, B x 1 x H x W)."""
+    return summarize_errors(image_errors(pred, target, mask), thresholds, name)
+
+
+def per_image_table(per_image: Sequence[torch.Tensor], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,
+                    names: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per image (its mean error and % of its pixels under each threshold)."""
+    names = names or [str(i) for i in range(len(per_image))]
+    rows = [summarize_errors([e], thresholds, name=n) for e, n in zip(per_image, names) if e.numel() > 0]
+    return pd.DataFrame(rows).drop(columns=["std", "images"])

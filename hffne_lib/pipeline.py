@@ -1,0 +1,79 @@
+"""NormalEstimator: the two stages together, for inference.
+
+    estimator = NormalEstimator.from_official("ExemplarModel.pkl", "RefinerModel.pt")
+    normals = estimator(gray)            # B x 1 x 256 x 256 in [0, 1] -> B x 3 x 256 x 256 unit
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn as nn
+
+from .checkpoint import load_coarse, load_refiner
+from .coarse import UNetGenerator
+from .official import load_official_coarse, load_official_refiner
+from .refiner import Refiner
+
+
+class NormalEstimator(nn.Module):
+    """Coarse exemplar G(I) then refinement phi(I, G(I)); eval mode, no gradients."""
+
+    def __init__(self, coarse: UNetGenerator, refiner: Refiner, provenance: dict | None = None):
+        super().__init__()
+        self.coarse_net = coarse
+        self.refiner = refiner
+        self.provenance = dict(provenance or {})
+        self.eval()
+
+    @classmethod
+    def from_official(cls, exemplar_path: str | os.PathLike, refiner_path: str | os.PathLike,
+                      device: str | torch.device = "cpu", test_time_dropout: bool = False) -> "NormalEstimator":
+        """The authors' released models (ExemplarModel.pkl, RefinerModel.pt), strictly loaded.
+
+        ``test_time_dropout=True`` keeps the coarse U-Net's dropout on at inference, as the
+        release's code does (its outputs are then random); the default turns it off.
+        """
+        coarse = load_official_coarse(exemplar_path, test_time_dropout)
+        refiner = load_official_refiner(refiner_path)
+        provenance = {"weights": "official", "exemplar_path": str(exemplar_path),
+                      "refiner_path": str(refiner_path), "vgg_weights": refiner.vgg.weight_source,
+                      "test_time_dropout": test_time_dropout}
+        return cls(coarse, refiner, provenance).to(device)
+
+    @classmethod
+    def from_checkpoints(cls, coarse_path: str | os.PathLike, refiner_path: str | os.PathLike,
+                         device: str | torch.device = "cpu") -> "NormalEstimator":
+        """Our training checkpoints (hffne_lib.train): coarse/latest.pt (or a milestone) and a
+        refiner's latest.pt, checked to share one resolution; provenance from both files."""
+        coarse, coarse_ckpt = load_coarse(coarse_path)
+        refiner, refiner_ckpt = load_refiner(refiner_path, resolution=coarse_ckpt["resolution"])
+        provenance = {"weights": "trained", "exemplar_path": str(coarse_path), "refiner_path": str(refiner_path),
+                      "vgg_weights": refiner_ckpt["vgg_weight_source"], "resolution": coarse_ckpt["resolution"],
+                      "coarse_iteration": coarse_ckpt["iteration"], "refiner_iteration": refiner_ckpt["iteration"],
+                      "git_revision": refiner_ckpt["git_revision"], "manifest_hash": refiner_ckpt["manifest_hash"]}
+        return cls(coarse, refiner, provenance).to(device)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def _check_gray(self, gray: torch.Tensor) -> torch.Tensor:
+        if gray.dim() != 4 or gray.shape[1] != 1:
+            raise ValueError(f"expected grey images B x 1 x H x W, got shape {tuple(gray.shape)}")
+        return gray.to(self.device, torch.float32)
+
+    @torch.no_grad()
+    def coarse(self, gray: torch.Tensor) -> torch.Tensor:
+        """Coarse exemplar: B x 1 x H x W grey in [0, 1] -> B x 3 x H x W unit normals."""
+        return self.coarse_net(self._check_gray(gray))
+
+    @torch.no_grad()
+    def refine(self, gray: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+        """Refined normals from grey images and their exemplars -> B x 3 x H x W unit normals."""
+        return self.refiner(self._check_gray(gray), coarse.to(self.device, torch.float32))
+
+    @torch.no_grad()
+    def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        """Both stages: B x 1 x H x W grey in [0, 1] -> B x 3 x H x W refined unit normals."""
+        return self.refine(gray, self.coarse(gray))
