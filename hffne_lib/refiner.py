@@ -167,7 +167,7 @@ class NormalEncoder(nn.Module):
         )
 
     def vgg_features(self, exemplar: torch.Tensor) -> torch.Tensor:
-        return self.vgg(exemplar)["relu5_2"]
+        return self.vgg(exemplar, ("relu5_2",))["relu5_2"]
 
     def forward(self, exemplar: torch.Tensor) -> torch.Tensor:
         return self.code_head(self.vgg_features(exemplar))

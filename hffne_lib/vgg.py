@@ -28,7 +28,7 @@ _CONFIG = [64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M",
            512, 512, 512, 512, "M", 512, 512, 512, 512, "M"]
 
 #: Index (in ``features``) of the ReLU that ends each named layer.
-LAYER_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_2": 13, "relu4_2": 22, "relu5_2": 31}
+LAYER_INDEX = {"relu1_2": 3, "relu2_2": 8, "relu3_2": 13, "relu4_2": 22, "relu5_2": 31, "pool5": 36}
 
 
 class RandomVGGWarning(UserWarning):
@@ -53,13 +53,16 @@ class VGG19Features(nn.Module):
     Input: B x 3 x H x W, already in the range the caller wants normalised (the ImageNet
     mean/std normalisation is applied here, as the authors' release does).
     Output of ``forward``: dict layer name -> B x C x H/s x W/s for each requested layer.
+    ``exit_early=False`` runs every layer built even when the requested ones come earlier, as the
+    authors' release does (benchmarks use it to cost their path honestly).
     """
 
-    def __init__(self, last_layer: str = "relu5_2"):
+    def __init__(self, last_layer: str = "relu5_2", exit_early: bool = True):
         super().__init__()
         if last_layer not in LAYER_INDEX:
             raise ValueError(f"unknown VGG19 layer {last_layer!r}; choose one of {list(LAYER_INDEX)}")
         self.last_layer = last_layer
+        self.exit_early = exit_early
         self.features = _make_features(LAYER_INDEX[last_layer])
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
@@ -87,7 +90,7 @@ class VGG19Features(nn.Module):
             h = layer(h)
             if index in wanted:
                 out[wanted[index]] = h
-                if len(out) == len(wanted):
+                if self.exit_early and len(out) == len(wanted):
                     break
         return out
 

@@ -1,0 +1,250 @@
+"""Speed benchmark: the authors-equivalent path against the project's optimised path, one run.
+
+    python -m hffne_lib.bench --device cuda --out results/benchmarks
+
+(a) authors-equivalent: fp32, per-sample grouped-conv modulation, VGG19 run through pool5 in the
+    encoder and the perceptual loss (their vgg19.forward computes every layer), the encoder's VGG
+    trained (their script re-enables its gradients). Both paths run the coarse U-Net without dropout.
+(b) optimised, the same maths: bf16 autocast, channels_last, the batched modulated convolution,
+    VGG stopped at the last layer used (the classifier is never built), torch.compile, CUDA graphs
+    for inference (torch.compile mode "reduce-overhead").
+Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
+batch 1 and 32): iterations or images per second, batch-1 latency, peak GPU memory, ratio (b)/(a);
+the input pipeline's rate beside the step rate; agreement of (b) with (a) (mean angular
+difference in fp32, and in bf16). Results go to <out>/<device name>.json.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import re
+import time
+from contextlib import nullcontext
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn as nn
+
+from .coarse import CoarseConfig, UNetGenerator
+from .losses import PerceptualLoss, reconstruction_loss
+from .metrics import angular_error
+from .refiner import Refiner, RefinerConfig
+from .vgg import VGG19Features
+
+
+class BenchPath(nn.Module):
+    """One benchmarked path: the coarse U-Net, the refiner and the perceptual loss."""
+
+    def __init__(self, authors: bool, coarse: CoarseConfig, refiner: RefinerConfig, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.authors = authors
+        self.coarse = UNetGenerator(1, coarse.base_width, coarse.depth, test_time_dropout=False).eval()
+        modulation = "grouped" if authors else "batched"
+        self.refiner = Refiner(RefinerConfig(**{**refiner.__dict__, "modulation": modulation,
+                                                "train_encoder_vgg": True}))
+        if authors:  # their encoder VGG computes every layer to pool5
+            full = VGG19Features("pool5", exit_early=False)
+            full.load_state_dict(self.refiner.vgg.state_dict(), strict=False)
+            self.refiner.normal_encoder.vgg = full.requires_grad_(True)
+        self.perceptual = PerceptualLoss(VGG19Features("pool5", exit_early=False) if authors else VGG19Features("relu1_2"))
+
+
+def _copy_weights(src: BenchPath, dst: BenchPath) -> None:
+    """Give (b) exactly (a)'s weights (the VGG trunks share their common layers)."""
+    dst.coarse.load_state_dict(src.coarse.state_dict())
+    dst.refiner.load_state_dict(src.refiner.state_dict(), strict=False)
+    dst.perceptual.load_state_dict(src.perceptual.state_dict(), strict=False)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: int) -> float:
+    """Seconds per call of ``fn`` after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iters):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / iters
+
+
+def _autocast(device: torch.device, enabled: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
+
+
+def training_step(path: BenchPath, optimizer: torch.optim.Optimizer, gray: torch.Tensor, rgb: torch.Tensor,
+                  bf16: bool, refiner: nn.Module | None = None) -> torch.Tensor:
+    """One refinement iteration (eq. 10): exemplar under no_grad, refine, losses, Adam step."""
+    refiner = refiner or path.refiner
+    with torch.no_grad(), _autocast(gray.device, bf16):
+        exemplar = path.coarse(gray).float()
+    with _autocast(gray.device, bf16):
+        refined = refiner(gray, exemplar).float()
+        loss = reconstruction_loss(refined, exemplar) + path.perceptual(refined, rgb)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss
+
+
+def _peak_memory(device: torch.device) -> float | None:
+    return torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPath:
+    path = path.to(device)
+    if optimised and device.type == "cuda":
+        path = path.to(memory_format=torch.channels_last)
+    return path
+
+
+def bench_training(authors: BenchPath, fast: BenchPath, device: torch.device, batch: int, size: int,
+                   warmup: int, iters: int, compile_fast: bool) -> dict:
+    """Refinement training iterations per second of both paths."""
+    gray = torch.rand(batch, 1, size, size, device=device)
+    rgb = gray.expand(-1, 3, -1, -1).contiguous()
+    results = {}
+    for name, path in (("authors", authors), ("optimised", fast)):
+        optimised = name == "optimised"
+        params = [p for p in path.refiner.parameters() if p.requires_grad]
+        optimizer = torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
+        refiner = torch.compile(path.refiner) if (optimised and compile_fast) else path.refiner
+        g = gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+        _reset_peak(device)
+        seconds = _timed(lambda: training_step(path, optimizer, g, rgb, optimised, refiner), device, warmup, iters)
+        results[name] = {"iterations_per_s": 1.0 / seconds, "peak_memory_mib": _peak_memory(device)}
+    results["speedup"] = results["optimised"]["iterations_per_s"] / results["authors"]["iterations_per_s"]
+    return results
+
+
+def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
+    def infer(gray: torch.Tensor) -> torch.Tensor:
+        with _autocast(gray.device, optimised):
+            return path.refiner(gray, path.coarse(gray))
+    return torch.compile(infer, mode=compile_mode) if compile_mode else infer
+
+
+@torch.no_grad()
+def bench_inference(authors: BenchPath, fast: BenchPath, device: torch.device, batches: tuple[int, ...], size: int,
+                    warmup: int, iters: int, compile_mode: str | None) -> dict:
+    """Images per second and batch latency of full inference for each batch size."""
+    authors.eval(), fast.eval()
+    results = {}
+    for batch in batches:
+        gray = torch.rand(batch, 1, size, size, device=device)
+        row = {}
+        for name, path in (("authors", authors), ("optimised", fast)):
+            optimised = name == "optimised"
+            fn = _inference_fn(path, optimised, compile_mode if optimised else None)
+            g = gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+            _reset_peak(device)
+            seconds = _timed(lambda: fn(g), device, warmup, iters)
+            row[name] = {"images_per_s": batch / seconds, "latency_ms": 1000 * seconds,
+                         "peak_memory_mib": _peak_memory(device)}
+        row["speedup"] = row["optimised"]["images_per_s"] / row["authors"]["images_per_s"]
+        results[f"batch_{batch}"] = row
+    return results
+
+
+@torch.no_grad()
+def agreement(authors: BenchPath, fast: BenchPath, device: torch.device, size: int, batch: int = 4) -> dict:
+    """Mean angular difference (degrees) of (b) against (a): fp32 and bf16 autocast."""
+    authors.eval(), fast.eval()
+    gray = torch.rand(batch, 1, size, size, device=device)
+    reference = authors.refiner(gray, authors.coarse(gray)).float()
+    fp32 = fast.refiner(gray, fast.coarse(gray)).float()
+    with _autocast(device, device.type == "cuda"):
+        low = fast.refiner(gray, fast.coarse(gray)).float()
+    return {"fp32_mean_deg": angular_error(fp32, reference).mean().item(),
+            "bf16_mean_deg": angular_error(low, reference).mean().item() if device.type == "cuda" else None}
+
+
+def bench_input(size: int, batch: int, data_root: str | None, iters: int, workers: int) -> dict:
+    """Samples per second the data pipeline delivers (the synthetic benchmark's reader)."""
+    if data_root is None:
+        return {"samples_per_s": None, "note": "no --data-root given"}
+    from torch.utils.data import DataLoader
+
+    from .data import FaceNormalDataset
+
+    dataset = FaceNormalDataset(data_root, "wild_train")
+    loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
+                        persistent_workers=workers > 0)
+    count, start, done = 0, time.perf_counter(), False
+    while not done:
+        for items in loader:
+            count += items["gray"].shape[0]
+            if count >= iters * batch:
+                done = True
+                break
+    return {"samples_per_s": count / (time.perf_counter() - start), "workers": workers,
+            "resolution": int(dataset[0]["gray"].shape[-1])}
+
+
+def device_label(device: torch.device) -> str:
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "cpu"
+
+
+def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),
+        warmup: int = 10, iters: int = 50, compile_fast: bool = True, compile_mode: str | None = "reduce-overhead",
+        data_root: str | None = None, workers: int = 4, coarse: CoarseConfig | None = None,
+        refiner: RefinerConfig | None = None) -> dict:
+    """The whole benchmark; returns the result dict (also what main() writes as JSON)."""
+    dev = torch.device(device)
+    if dev.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = False  # (a) is fp32: keep TF32 out of it
+        torch.backends.cudnn.allow_tf32 = False
+    coarse, refiner = coarse or CoarseConfig(), refiner or RefinerConfig()
+    authors, fast = BenchPath(True, coarse, refiner), BenchPath(False, coarse, refiner)
+    _copy_weights(authors, fast)
+    authors, fast = _prepare(authors, dev, False), _prepare(fast, dev, True)
+    result = {"device": device_label(dev), "torch": torch.__version__, "resolution": size,
+              "agreement": agreement(authors, fast, dev, size),
+              "training": bench_training(authors, fast, dev, train_batch, size, warmup, iters, compile_fast),
+              "inference": bench_inference(authors, fast, dev, batches, size, warmup, iters,
+                                           compile_mode if compile_fast else None),
+              "input": bench_input(size, train_batch, data_root, iters, workers),
+              "settings": {"train_batch": train_batch, "warmup": warmup, "iters": iters,
+                           "compile": compile_fast, "compile_mode": compile_mode,
+                           "vgg_weights": "random (speed does not depend on the weights)"}}
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--size", type=int, default=256)
+    parser.add_argument("--iters", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=10)
+    parser.add_argument("--no-compile", action="store_true")
+    parser.add_argument("--data-root", help="a built benchmark folder, to time the input pipeline")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    args = parser.parse_args(argv)
+    result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
+                 data_root=args.data_root, workers=args.workers)
+    args.out.mkdir(parents=True, exist_ok=True)
+    path = args.out / f"{result['device']}.json"
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    print(f"written {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,28 @@
+"""The speed benchmark runs end to end on CPU at a tiny size and its two paths agree."""
+from __future__ import annotations
+
+import json
+
+from hffne_lib import bench
+from hffne_lib.coarse import CoarseConfig
+from hffne_lib.refiner import RefinerConfig
+
+TINY = dict(coarse=CoarseConfig(base_width=8, depth=6), refiner=RefinerConfig(base_width=8, code_dim=64))
+
+
+def test_authors_path_costs_what_the_release_computes():
+    authors, fast = bench.BenchPath(True, **TINY), bench.BenchPath(False, **TINY)
+    assert len(authors.perceptual.vgg.features) == 37 and not authors.perceptual.vgg.exit_early
+    assert len(fast.perceptual.vgg.features) == 4  # up to relu1_2 only
+    assert authors.refiner.decoder.ups[0].mix.implementation == "grouped"
+    assert fast.refiner.decoder.ups[0].mix.implementation == "batched"
+    assert all(p.requires_grad for p in authors.refiner.vgg.parameters())  # the release trains it
+
+
+def test_benchmark_runs_and_paths_agree(tmp_path):
+    result = bench.run("cpu", size=64, train_batch=2, batches=(1, 2), warmup=1, iters=1, compile_fast=False, **TINY)
+    assert result["agreement"]["fp32_mean_deg"] < 0.5
+    assert result["training"]["authors"]["iterations_per_s"] > 0 and result["training"]["speedup"] > 0
+    assert set(result["inference"]) == {"batch_1", "batch_2"}
+    assert result["inference"]["batch_1"]["optimised"]["latency_ms"] > 0
+    json.dumps(result)  # serialisable as written by main()
