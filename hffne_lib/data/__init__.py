@@ -1,0 +1,28 @@
+"""Data: the synthetic face benchmark with exact ground truth, and real-data preparation.
+
+Synthetic: ``build_benchmark`` writes a preset (ci, cpu, gpu, paper) of splits lab_train,
+lab_test, wild_train, wild_test and scans; ``FaceNormalDataset`` reads them.
+Real: ``load_image``, face detection and crops (``detect_faces``, ``crop_face``, ``uncrop``,
+``prepare_face_folder``), Photoface captures (``photometric_stereo``, ``prepare_photoface``)
+and scans (``read_mesh``, ``render_mesh_normals``, ``prepare_scan_folder``).
+"""
+from .benchmark import (BENCHMARK_PRESETS, SPLITS, BenchmarkConfig, build_benchmark, manifest_hash,
+                        plan_splits, summarize_manifest)
+from .dataset import FaceNormalDataset, preview_grid, stereo_error
+from .faces import CropTransform, FaceBox, crop_face, detect_faces, prepare_face_folder, uncrop
+from .images import load_image
+from .mesh import FaceShape, Mesh, read_mesh
+from .photoface import PhotofaceLayout, load_photoface_capture, prepare_photoface
+from .photometric import photometric_stereo
+from .procedural import procedural_face
+from .scans import prepare_scan_folder, render_mesh_normals
+from .sfm import SurreyFaceModel
+from .synthetic import LAB_LIGHTS, LIGHT_FIELDS, make_identity, render_sample
+
+__all__ = [
+    "BENCHMARK_PRESETS", "SPLITS", "BenchmarkConfig", "build_benchmark", "manifest_hash", "plan_splits",
+    "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform", "FaceBox", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
+    "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
+    "prepare_photoface", "photometric_stereo", "procedural_face", "prepare_scan_folder", "render_mesh_normals",
+    "SurreyFaceModel", "LAB_LIGHTS", "LIGHT_FIELDS", "make_identity", "render_sample",
+]

@@ -1,0 +1,130 @@
+"""Faces in ordinary photos: offline detection, square crops and the way back.
+
+Detection uses OpenCV's bundled Haar cascade (no network, no weights to fetch). Crops follow
+Cross-modal's protocol: the tightest face box, enlarged 1.2 times about its centre to a square,
+resized to 256 x 256. Each crop comes with its CropTransform, so a prediction on the crop can
+be put back onto the original image with ``uncrop``.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from .images import list_files, load_image, save_image, to_uint8
+
+CASCADE = "haarcascade_frontalface_default.xml"
+
+
+@dataclass(frozen=True)
+class FaceBox:
+    """A face's box in image pixels: left x, top y, width w, height h."""
+
+    x: float
+    y: float
+    w: float
+    h: float
+
+    @property
+    def area(self) -> float:
+        return self.w * self.h
+
+
+@dataclass(frozen=True)
+class CropTransform:
+    """The similarity from original-image pixels to crop pixels:
+    crop = scale * original + (tx, ty), for a size x size crop."""
+
+    scale: float
+    tx: float
+    ty: float
+    size: int
+
+    @property
+    def matrix(self) -> np.ndarray:
+        """2 x 3 affine matrix (original -> crop), as cv2.warpAffine takes it."""
+        return np.array([[self.scale, 0.0, self.tx], [0.0, self.scale, self.ty]])
+
+
+def detect_faces(image: np.ndarray, min_size: int = 32, pad: float = 0.2) -> list[FaceBox]:
+    """Frontal faces in an RGB image (H x W x 3, uint8 or float in [0, 1]), largest first.
+
+    The image is first padded by ``pad`` x its longer side (edges repeated), so that faces
+    filling a tight crop, as in FFHQ or CelebA-HQ, are found too; boxes are in the original's
+    pixels and may reach past its borders."""
+    gray = cv2.cvtColor(image if image.dtype == np.uint8 else to_uint8(image), cv2.COLOR_RGB2GRAY)
+    border = int(pad * max(gray.shape))
+    gray = cv2.copyMakeBorder(gray, border, border, border, border, cv2.BORDER_REPLICATE)
+    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, CASCADE))
+    found = cascade.detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5,
+                                     minSize=(min_size, min_size))
+    boxes = [FaceBox(float(x - border), float(y - border), float(w), float(h)) for x, y, w, h in np.asarray(found, dtype=float).reshape(-1, 4)]
+    return sorted(boxes, key=lambda b: -b.area)
+
+
+def crop_transform(box: FaceBox, size: int = 256, scale: float = 1.2) -> CropTransform:
+    """The transform of a square crop of side scale * max(w, h) centred on the box."""
+    side = scale * max(box.w, box.h)
+    s = size / side
+    cx, cy = box.x + box.w / 2, box.y + box.h / 2
+    return CropTransform(s, size / 2 - s * cx, size / 2 - s * cy, size)
+
+
+def crop_face(image: np.ndarray, box: FaceBox, size: int = 256, scale: float = 1.2) -> tuple[np.ndarray, CropTransform]:
+    """Square face crop (size x size x C, same dtype; outside the image: edge pixels repeated)
+    and its transform."""
+    transform = crop_transform(box, size, scale)
+    crop = cv2.warpAffine(image, transform.matrix, (size, size), flags=cv2.INTER_AREA if transform.scale < 1
+                          else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return crop.reshape(size, size, *image.shape[2:]), transform
+
+
+def uncrop(array: np.ndarray, transform: CropTransform, original_shape: tuple[int, ...],
+           interpolation: int = cv2.INTER_LINEAR) -> np.ndarray:
+    """Put a crop-aligned array (size x size or size x size x C; e.g. a normal map made HWC)
+    back onto the original image's grid (H x W [x C]); pixels the crop does not cover are 0.
+    Normal maps stay valid (the transform has no rotation) but should be renormalised."""
+    h, w = original_shape[:2]
+    back = cv2.warpAffine(np.asarray(array, dtype=np.float32), transform.matrix, (w, h),
+                          flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    return back.reshape(h, w, *np.shape(array)[2:])
+
+
+def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256, scale: float = 1.2,
+                        progress: bool = True) -> pd.DataFrame:
+    """Crop the largest face of every image under ``source`` (recursively) to
+    target/<relative path>.png and return the report also written to target/report.csv:
+    file, status (ok / unreadable / no_face), message, faces found, box x y w h and transform
+    scale tx ty (for mapping predictions back). Bad files are reported, never fatal."""
+    source, target = Path(source), Path(target)
+    files = list_files(source)
+    rows = []
+    for file in tqdm(files, desc="faces", unit="image", disable=not progress):
+        relative = file.relative_to(source)
+        row = {"file": str(relative), "status": "ok", "message": "", "faces": 0}
+        try:
+            image = load_image(file)
+        except ValueError as error:
+            rows.append({**row, "status": "unreadable", "message": str(error)})
+            continue
+        boxes = detect_faces(image)
+        row["faces"] = len(boxes)
+        if not boxes:
+            rows.append({**row, "status": "no_face", "message": "no face found"})
+            continue
+        crop, transform = crop_face(image, boxes[0], size, scale)
+        out = (target / relative).with_suffix(".png")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(out, crop)
+        rows.append({**row, "crop": str(out.relative_to(target)), "height": image.shape[0], "width": image.shape[1],
+                     **asdict(boxes[0]), **{k: v for k, v in asdict(transform).items() if k != "size"}})
+    report = pd.DataFrame(rows, columns=["file", "status", "message", "faces", "crop", "height", "width",
+                                         "x", "y", "w", "h", "scale", "tx", "ty"])
+    target.mkdir(parents=True, exist_ok=True)
+    report.to_csv(target / "report.csv", index=False)
+    return report

@@ -1,0 +1,71 @@
+"""Image loading: every kind of file a user may have, one function, one-line errors."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+#: File suffixes treated as images when scanning folders.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
+
+_SIGNATURES = {b"\xff\xd8\xff": "JPEG", b"\x89PNG": "PNG", b"BM": "BMP", b"II*\x00": "TIFF", b"MM\x00*": "TIFF"}
+
+
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Any JPEG, PNG, WebP, TIFF or BMP (8 or 16 bit; grey, RGB or RGBA, alpha dropped; EXIF
+    orientation applied) -> H x W x 3 float32 RGB in [0, 1].
+
+    Raises a one-line ValueError naming the file and the problem: missing, empty, truncated,
+    or not an image."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    data = path.read_bytes()
+    if not data:
+        raise ValueError(f"{path}: empty file")
+    kind = _format(data)
+    if kind is None:
+        raise ValueError(f"{path}: not an image (unknown format)")
+    if kind == "JPEG" and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
+        raise ValueError(f"{path}: truncated JPEG (no end-of-image marker)")
+    previous = cv2.utils.logging.getLogLevel()
+    cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+    if image is None or image.size == 0:
+        raise ValueError(f"{path}: truncated or corrupt {kind} data")
+    if image.ndim == 2:
+        image = np.repeat(image[..., None], 3, axis=2)
+    image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
+    scale = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 1.0
+    return np.clip(image.astype(np.float32) / scale, 0.0, 1.0)
+
+
+def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
+    """Files under ``folder`` (recursively) whose suffix is one of ``suffixes`` (any case), sorted."""
+    return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
+def _format(data: bytes) -> str | None:
+    """The image format named by a file's first bytes, or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WebP"
+    return next((kind for magic, kind in _SIGNATURES.items() if data.startswith(magic)), None)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Float image in [0, 1] (H x W or H x W x C) -> uint8, rounded."""
+    return np.round(np.clip(image, 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def save_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Write an RGB (H x W x 3) or grey (H x W) uint8 or float [0, 1] image; format by suffix."""
+    image = to_uint8(image) if image.dtype != np.uint8 else image
+    if image.ndim == 3:
+        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    if not cv2.imwrite(str(path), image):
+        raise ValueError(f"{path}: could not write the image")

@@ -1,0 +1,168 @@
+"""Photoface-style captures (four grey images under known lights) to a lab data set.
+
+Layout (PhotofaceLayout, every name a parameter): one folder per capture, anywhere under the
+root, holding the images ``im0.*`` .. ``im3.*`` and ``light.txt`` with one light direction per
+image, one "x y z" row each (commas allowed, # comments), in the project's camera axes (x right,
+y up, z towards the camera). A capture's subject is the first folder of its path under the
+root (Photoface: root/<subject>/<session>/).
+
+``prepare_photoface`` writes the same shard format as the synthetic benchmark (splits
+lab_train and lab_test, so FaceNormalDataset reads it): faces cropped as Cross-modal does
+(Haar box x 1.2, 256 x 256), ground truth by least-squares photometric stereo, a mask from an
+ellipse in the face box and the stereo albedo; a seeded random ``test_fraction`` of the captures
+is the test split, listed in lab_test.txt (and the rest in lab_train.txt). Real captures have
+no separate exact normals: normal_exact repeats the stereo normals and detail_mask is empty.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from ..conventions import rgb_to_gray
+from .benchmark import begin_build, finish_build
+from .faces import crop_face, detect_faces
+from .images import load_image
+from .photometric import photometric_stereo
+from .shards import write_shard
+
+
+@dataclass(frozen=True)
+class PhotofaceLayout:
+    """images: file name pattern with {k} for the image index (glob wildcards allowed);
+    lights: the light file's name; count: images per capture."""
+
+    images: str = "im{k}.*"
+    lights: str = "light.txt"
+    count: int = 4
+
+
+def find_captures(root: str | os.PathLike, layout: PhotofaceLayout = PhotofaceLayout()) -> list[Path]:
+    """Capture folders under root (those holding image 0 and the light file), sorted."""
+    root = Path(root)
+    return sorted({p.parent for p in root.rglob(layout.images.format(k=0)) if (p.parent / layout.lights).is_file()})
+
+
+def load_photoface_capture(folder: str | os.PathLike,
+                           layout: PhotofaceLayout = PhotofaceLayout()) -> tuple[np.ndarray, np.ndarray]:
+    """One capture -> (grey images K x H x W float32 in [0, 1], light directions K x 3 unit).
+    One-line ValueError for a missing image, a bad light file or mismatched sizes."""
+    folder = Path(folder)
+    images = []
+    for k in range(layout.count):
+        matches = sorted(folder.glob(layout.images.format(k=k)))
+        if not matches:
+            raise ValueError(f"{folder}: no image matching {layout.images.format(k=k)}")
+        rgb = torch.from_numpy(load_image(matches[0])).permute(2, 0, 1)[None]
+        images.append(rgb_to_gray(rgb)[0, 0].numpy())
+    if len({im.shape for im in images}) != 1:
+        raise ValueError(f"{folder}: the {layout.count} images differ in size")
+    try:
+        text = (folder / layout.lights).read_text().replace(",", " ")
+        lights = np.loadtxt(text.splitlines(), comments="#", ndmin=2, dtype=np.float64)
+    except (OSError, ValueError) as error:
+        raise ValueError(f"{folder / layout.lights}: unreadable light file ({error})") from None
+    if lights.shape != (layout.count, 3):
+        raise ValueError(f"{folder / layout.lights}: expected {layout.count} rows of x y z, got shape {lights.shape}")
+    return np.stack(images), lights / np.linalg.norm(lights, axis=1, keepdims=True)
+
+
+def process_capture(images: np.ndarray, lights: np.ndarray, size: int = 256, detect: bool = True) -> dict:
+    """Crop, photometric stereo and mask of one capture.
+
+    images K x H x W, lights K x 3 -> images K x size x size, lights K x 3, normal 3 x size x size,
+    albedo 1 x size x size, mask 1 x size x size (bool). With ``detect`` the face is found on the mean
+    image and cropped (ValueError if none); without, the images are taken as face crops already
+    and only resized. The mask is the stereo albedo above 25% of its 99th percentile, within an
+    ellipse filling the face box when detected."""
+    stack = np.moveaxis(images, 0, -1).astype(np.float32)                 # H x W x K
+    if detect:
+        boxes = detect_faces(np.repeat(stack.mean(-1, keepdims=True), 3, axis=2))
+        if not boxes:
+            raise ValueError("no face found")
+        stack, _ = crop_face(stack, boxes[0], size)
+    else:
+        stack = torch.nn.functional.interpolate(torch.from_numpy(stack).permute(2, 0, 1)[None], size=(size, size),
+                                                mode="area")[0].permute(1, 2, 0).numpy()
+    crops = torch.from_numpy(np.ascontiguousarray(np.moveaxis(stack.reshape(size, size, -1), -1, 0)))
+    normal, albedo = photometric_stereo(crops, lights)
+    mask = albedo > 0.25 * torch.quantile(albedo.flatten(), 0.99)
+    if detect:
+        yy, xx = torch.meshgrid(torch.arange(size) + 0.5 - size / 2, torch.arange(size) + 0.5 - size / 2, indexing="ij")
+        face = size / 1.2 / 2
+        mask &= ((xx / (0.95 * face)) ** 2 + (yy / (1.15 * face)) ** 2 <= 1.0)[None]
+    return {"images": crops, "lights": torch.as_tensor(lights, dtype=torch.float32), "normal": normal * mask,
+            "albedo": albedo.clamp(0, 1) * mask, "mask": mask}
+
+
+def prepare_photoface(root: str | os.PathLike, target: str | os.PathLike, layout: PhotofaceLayout = PhotofaceLayout(),
+                      size: int = 256, test_fraction: float = 0.2, seed: int = 0, detect: bool = True,
+                      shard_size: int = 32, progress: bool = True) -> dict:
+    """Every capture under ``root`` to a lab data set in ``target`` (see the module doc);
+    returns its manifest. Idempotent and resumable like build_benchmark; captures that cannot
+    be read or show no face are listed in target/report.csv and left out, never fatal."""
+    root, target = Path(root), Path(target)
+    captures = find_captures(root, layout)
+    if not captures:
+        raise ValueError(f"{root}: no capture folders with {layout.images.format(k=0)} and {layout.lights}")
+    relative = [str(c.relative_to(root)) for c in captures]
+    settings = {"source": "photoface", "root": str(root.resolve()), "captures": relative, "layout": asdict(layout),
+                "size": size, "test_fraction": test_fraction, "seed": seed, "detect": detect}
+    finished = begin_build(target, settings)
+    if finished is not None:
+        return finished
+    subjects = sorted({_subject(r) for r in relative})
+    order = np.random.default_rng(seed).permutation(len(captures))
+    test = set(order[:round(test_fraction * len(captures))].tolist())
+    shards = []
+    with tqdm(total=len(captures), desc="photoface", unit="capture", disable=not progress) as bar:
+        for split in ("lab_train", "lab_test"):
+            chosen = [i for i in range(len(captures)) if (i in test) == (split == "lab_test")]
+            (target / f"{split}.txt").write_text("".join(relative[i] + "\n" for i in chosen))
+            for k in range(0, len(chosen), shard_size):
+                file = target / f"{split}-{k // shard_size:05d}.npz"
+                if not file.exists():
+                    _prepare_shard(file, [(captures[i], relative[i]) for i in chosen[k:k + shard_size]],
+                                   subjects, layout, size, detect, target / "report.csv")
+                shards.append((file, split))
+                bar.update(len(chosen[k:k + shard_size]))
+    return finish_build(target, settings, [(f, s) for f, s in shards if f.exists()])
+
+
+def _prepare_shard(file: Path, captures: list[tuple[Path, str]], subjects: list[str], layout: PhotofaceLayout,
+                   size: int, detect: bool, report: Path) -> None:
+    """Process captures into one shard (none written if all fail); append problems to report."""
+    samples, problems = [], []
+    for folder, name in captures:
+        try:
+            sample = process_capture(*load_photoface_capture(folder, layout), size=size, detect=detect)
+        except ValueError as error:
+            problems.append({"capture": name, "message": str(error)})
+            continue
+        sample["identity"] = subjects.index(_subject(name))
+        samples.append(sample)
+    if samples:
+        write_shard(file, _pack_captures(samples))
+    if problems:
+        pd.DataFrame(problems).to_csv(report, mode="a", header=not report.exists(), index=False)
+
+
+def _subject(capture: str) -> str:
+    """The subject of a capture path relative to the root: its first folder (or itself)."""
+    parts = Path(capture).parts
+    return parts[0] if len(parts) > 1 else capture
+
+
+def _pack_captures(samples: list[dict]) -> dict[str, np.ndarray]:
+    """Shard arrays in the synthetic lab format (see benchmark.pack_samples)."""
+    stack = lambda key: torch.stack([s[key] for s in samples]).numpy()
+    normal = stack("normal").astype(np.float16)
+    return {"identity": np.array([s["identity"] for s in samples], dtype=np.int64),
+            "images": np.round(stack("images") * 255).astype(np.uint8), "lights": stack("lights"),
+            "normal": normal, "normal_exact": normal, "mask": stack("mask"), "detail_mask": np.zeros_like(stack("mask")),
+            "albedo": np.round(stack("albedo") * 255).astype(np.uint8), "pose": np.zeros((len(samples), 3), np.float32)}

@@ -1,0 +1,142 @@
+"""The benchmark on disk: manifest, idempotence, resume, refusal to overwrite, the Dataset."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hffne_lib.data import (BENCHMARK_PRESETS, SPLITS, BenchmarkConfig, FaceNormalDataset, build_benchmark,
+                            manifest_hash)
+from hffne_lib.data.dataset import preview_grid
+from hffne_lib.data.shards import TMP_SUFFIX, open_shard, write_shard
+
+TINY = BenchmarkConfig(size=32, lab_identities=5, lab_captures=2, wild_identities=5, wild_samples=2,
+                       scan_identities=3, shard_size=3)
+
+
+def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
+    return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.iterdir())}
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, dict]:
+    root = tmp_path_factory.mktemp("bench") / "tiny"
+    return root, build_benchmark(root, TINY, progress=False)
+
+
+def test_manifest_counts_hashes_and_splits(built):
+    root, manifest = built
+    assert set(manifest["splits"]) == set(SPLITS)
+    assert manifest["settings"]["size"] == 32 and manifest["settings"]["geometry"] == "procedural"
+    assert manifest["splits"]["lab_test"]["samples"] == 2 and manifest["splits"]["lab_train"]["samples"] == 8
+    assert manifest["splits"]["scans"]["samples"] == 3
+    ids = [set(manifest["splits"][s]["identities"]) for s in SPLITS]
+    assert sum(len(i) for i in ids) == len(set().union(*ids))          # no identity in two splits
+    files = sorted(p.name for p in root.iterdir())
+    shards = sorted(s["file"] for e in manifest["splits"].values() for s in e["shards"])
+    assert files == sorted(shards + ["manifest.json"])
+    assert len(manifest["splits"]["lab_train"]["shards"]) == 3          # 8 captures in shards of 3
+    assert manifest_hash(root) == manifest_hash(str(root)) and len(manifest_hash(root)) == 64
+
+
+def test_second_build_does_nothing(built):
+    root, manifest = built
+    before = _snapshot(root)
+    assert build_benchmark(root, TINY, progress=False) == manifest
+    assert _snapshot(root) == before
+
+
+def test_other_settings_are_refused_without_touching_files(built):
+    root, _ = built
+    before = _snapshot(root)
+    with pytest.raises(ValueError, match="other settings.*size: 32 -> 48") as error:
+        build_benchmark(root, BenchmarkConfig(**{**TINY.__dict__, "size": 48}), progress=False)
+    assert "\n" not in str(error.value)
+    assert _snapshot(root) == before
+
+
+def test_killed_build_resumes_to_the_same_bytes(built, tmp_path):
+    root, manifest = built
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    for p in root.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    # a run killed mid-way: no manifest yet, settings recorded, one shard half-written, one missing
+    (copy / "manifest.json").unlink()
+    (copy / "build.json").write_text(json.dumps(manifest["settings"]))
+    victim = manifest["splits"]["wild_train"]["shards"][1]["file"]
+    (copy / victim).rename(copy / (victim + TMP_SUFFIX))
+    (copy / (victim + TMP_SUFFIX)).write_bytes(b"PK\x03\x04 half a shard")
+    kept = manifest["splits"]["lab_train"]["shards"][0]["file"]
+    kept_mtime = (copy / kept).stat().st_mtime_ns
+    resumed = build_benchmark(copy, TINY, progress=False)
+    assert resumed == manifest                                          # same shards, same sha256
+    assert (copy / kept).stat().st_mtime_ns == kept_mtime               # finished shards not redone
+    assert not list(copy.glob("*" + TMP_SUFFIX)) and not (copy / "build.json").exists()
+    assert manifest_hash(copy) == manifest_hash(root)
+
+
+def test_foreign_folder_and_missing_benchmark_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="not empty and holds no benchmark"):
+        build_benchmark(tmp_path, TINY, progress=False)
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+    with pytest.raises(FileNotFoundError, match="run hffne_lib.data.build_benchmark.*00_data_prep"):
+        FaceNormalDataset(tmp_path / "nowhere", "lab_train")
+    with pytest.raises(FileNotFoundError):
+        manifest_hash(tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="unknown split"):
+        FaceNormalDataset(tmp_path, "train")
+    with pytest.raises(ValueError, match="unknown benchmark preset"):
+        build_benchmark(tmp_path / "x", "huge", progress=False)
+
+
+@pytest.mark.parametrize("split", SPLITS)
+def test_dataset_items(built, split):
+    root, manifest = built
+    data = FaceNormalDataset(root, split, verify=True)
+    views = 4 if split.startswith("lab") else 1
+    assert len(data) == manifest["splits"][split]["samples"] * views
+    loader = torch.utils.data.DataLoader(data, batch_size=len(data))
+    batch = next(iter(loader))
+    n = len(data)
+    for key, channels in (("gray", 1), ("rgb", 3), ("normal", 3), ("normal_exact", 3), ("mask", 1),
+                          ("detail_mask", 1), ("albedo", 3), ("shading", 1)):
+        assert batch[key].shape == (n, channels, 32, 32) and batch[key].dtype == torch.float32, key
+    assert batch["light"].shape[0] == n and batch["identity"].shape == (n,)
+    assert 0 <= batch["gray"].min() and batch["gray"].max() <= 1 and batch["gray"].std() > 0.05
+    mask = batch["mask"].bool()
+    for key in ("normal", "normal_exact"):
+        length = batch[key].norm(dim=1, keepdim=True)
+        assert (length[mask] - 1).abs().max() < 2e-3 and (length[~mask] == 0).all(), key
+    assert set(batch["identity"].tolist()) == set(manifest["splits"][split]["identities"])
+    if views == 4:      # four items per capture: same normals, each under its own light
+        assert torch.equal(batch["normal"][0], batch["normal"][3]) and not torch.equal(batch["gray"][0], batch["gray"][1])
+        assert not torch.equal(batch["normal"], batch["normal_exact"])
+    else:
+        assert torch.equal(batch["normal"], batch["normal_exact"])
+    assert preview_grid(data, 2).shape == (64, 5 * 32, 3)
+
+
+def test_shards_round_trip_and_memory_map(tmp_path):
+    arrays = {"a": np.arange(12, dtype=np.float16).reshape(3, 4), "b": np.ones((2, 1, 5, 5), bool),
+              "c": np.array([7, 8], np.int64)}
+    digest = write_shard(tmp_path / "s.npz", arrays)
+    assert digest == write_shard(tmp_path / "t.npz", arrays)                 # reproducible bytes
+    mapped = open_shard(tmp_path / "s.npz")
+    loaded = np.load(tmp_path / "s.npz")
+    for key, value in arrays.items():
+        assert isinstance(mapped[key], np.memmap) and np.array_equal(mapped[key], value)
+        assert np.array_equal(loaded[key], value)
+
+
+def test_presets_are_named_and_sized():
+    assert {"ci", "cpu", "gpu", "paper"} <= set(BENCHMARK_PRESETS)
+    sizes = {k: BENCHMARK_PRESETS[k].size for k in ("ci", "cpu", "gpu", "paper")}
+    assert sizes == {"ci": 64, "cpu": 128, "gpu": 256, "paper": 256}
+    paper = BENCHMARK_PRESETS["paper"]
+    assert 2000 < paper.lab_identities * paper.lab_captures * 4 * paper.test_fraction < 3000   # ~2.5k test pairs
+    assert paper.scan_identities == 53

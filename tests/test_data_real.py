@@ -1,0 +1,254 @@
+"""Real-data preparation: image loading, face crops and back, Photoface folders, scans."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from hffne_lib.conventions import from_uint8_image
+from hffne_lib.data import (FaceNormalDataset, Mesh, PhotofaceLayout, crop_face, detect_faces, load_image,
+                            load_photoface_capture, make_identity, photometric_stereo, prepare_face_folder,
+                            prepare_photoface, prepare_scan_folder, read_mesh, render_mesh_normals, render_sample,
+                            uncrop)
+from hffne_lib.data.faces import FaceBox
+from hffne_lib.data.images import save_image
+from hffne_lib.data.raster import rotation_matrix
+from hffne_lib.metrics import angular_error
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def face_photo() -> np.ndarray:
+    """A real face (shared/data/real_faces/images/182716.png via HFFNE_SHARED or ../shared) or,
+    where the shared folder is absent, a synthetic render the cascade finds."""
+    real = Path(os.environ.get("HFFNE_SHARED", REPO.parent / "shared")) / "data/real_faces/images/182716.png"
+    if real.is_file():
+        return load_image(real)
+    return render_sample(make_identity(9, "wild", 0, 256), "wild", 0, 0, 256)["rgb"].permute(1, 2, 0).numpy()
+
+
+# ---------------------------------------------------------------- load_image
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg", ".webp", ".tif", ".bmp"])
+def test_load_image_formats(tmp_path, suffix):
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[:, :10] = (200, 30, 10)
+    rgb[:, 20:] = (10, 40, 220)
+    save_image(tmp_path / f"a{suffix}", rgb)
+    image = load_image(tmp_path / f"a{suffix}")
+    assert image.shape == (20, 30, 3) and image.dtype == np.float32
+    error = np.abs(image * 255 - rgb)
+    if suffix in (".jpg", ".webp"):                        # lossy: colours kept away from the edges
+        assert error[:, [1, 2, 27, 28]].max() < 12 and error.mean() < 6
+    else:
+        assert error.max() < 0.5
+
+
+def test_load_image_depths_and_channels(tmp_path):
+    grey16 = (np.arange(12 * 16).reshape(12, 16) * 300).astype(np.uint16)
+    cv2.imwrite(str(tmp_path / "g16.png"), grey16)
+    image = load_image(tmp_path / "g16.png")
+    assert image.shape == (12, 16, 3) and np.allclose(image[..., 1], grey16 / 65535.0)
+    rgba = np.dstack([np.full((5, 5, 3), (255, 0, 0), np.uint8), np.full((5, 5), 7, np.uint8)])
+    cv2.imwrite(str(tmp_path / "rgba.png"), cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    assert np.allclose(load_image(tmp_path / "rgba.png")[0, 0], (1, 0, 0))
+
+
+def test_load_image_bad_inputs_give_one_line_errors(tmp_path):
+    save_image(tmp_path / "ok.jpg", np.full((32, 32, 3), 128, np.uint8))
+    save_image(tmp_path / "ok.png", np.random.default_rng(0).integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "notes.png").write_text("not an image at all")
+    (tmp_path / "cut.jpg").write_bytes((tmp_path / "ok.jpg").read_bytes()[:-40])
+    (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:-200])
+    cases = {"missing.png": "no such file", "empty.png": "empty file", "notes.png": "not an image",
+             "cut.jpg": "truncated JPEG", "cut.png": "truncated or corrupt PNG"}
+    for name, problem in cases.items():
+        with pytest.raises(ValueError) as error:
+            load_image(tmp_path / name)
+        message = str(error.value)
+        assert name in message and problem in message and "\n" not in message
+
+
+# ---------------------------------------------------------------- faces
+
+def test_cascade_finds_the_face(face_photo):
+    boxes = detect_faces(face_photo)
+    assert boxes, "no face found"
+    box = boxes[0]
+    h, w = face_photo.shape[:2]
+    assert box.w > 0.3 * w and abs(box.x + box.w / 2 - w / 2) < 0.2 * w and abs(box.y + box.h / 2 - h / 2) < 0.25 * h
+    assert all(a.area >= b.area for a, b in zip(boxes, boxes[1:]))
+    assert detect_faces(np.full((120, 160, 3), 0.5, np.float32)) == []
+
+
+def test_crop_follows_the_protocol_and_uncrop_inverts_it():
+    rng = np.random.default_rng(0)
+    image = cv2.GaussianBlur(rng.uniform(0, 1, (300, 400, 3)).astype(np.float32), (0, 0), 3)
+    box = FaceBox(150.0, 80.0, 100.0, 120.0)
+    crop, transform = crop_face(image, box, size=128, scale=1.2)
+    assert crop.shape == (128, 128, 3)
+    # the enlarged square (side 144 centred on the box) maps onto the whole crop
+    corners = transform.matrix @ np.array([[128.0, 200.0 - 72.0 + 144.0], [68.0, 140.0 - 72.0 + 144.0], [1, 1]])
+    assert np.allclose(corners[:, 0], (0, 0)) and np.allclose(corners[:, 1], (128, 128))
+    back = uncrop(crop, transform, image.shape)
+    assert back.shape == image.shape
+    inside = np.zeros(image.shape[:2], bool)
+    inside[72:204, 132:268] = True                        # well inside the cropped square
+    assert np.abs(back - image)[inside].mean() < 0.01
+    assert (back[:, :100] == 0).all()                     # outside the crop: nothing
+    single = uncrop(crop[..., 0], transform, image.shape[:2])
+    assert single.shape == image.shape[:2]
+
+
+def test_prepare_face_folder_reports_and_never_aborts(tmp_path, face_photo):
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    save_image(src / "face.png", face_photo)
+    save_image(src / "sub" / "wall.jpg", np.full((100, 100, 3), 90, np.uint8))
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    report = prepare_face_folder(src, tmp_path / "crops", size=64, progress=False)
+    status = dict(zip(report["file"], report["status"]))
+    assert status == {"face.png": "ok", "sub/wall.jpg": "no_face", "broken.jpg": "unreadable"}
+    assert "truncated JPEG" in report.set_index("file").loc["broken.jpg", "message"]
+    crop = load_image(tmp_path / "crops" / "face.png")
+    assert crop.shape == (64, 64, 3)
+    assert (tmp_path / "crops" / "report.csv").is_file() and not (tmp_path / "crops" / "sub").exists()
+
+
+# ---------------------------------------------------------------- Photoface
+
+def _fake_photoface(root: Path, captures: int = 5, size: int = 64) -> list[dict]:
+    """Noiseless synthetic lab captures written as a Photoface layout (16-bit PNGs)."""
+    samples = []
+    for c in range(captures):
+        person = make_identity(c // 2, "lab", 5, size)
+        sample = render_sample(person, "lab", c, 5, size, lab_specular=0.0, lab_noise=0.0)
+        folder = root / f"subject{c // 2}" / f"session{c}"
+        folder.mkdir(parents=True)
+        for k, image in enumerate(sample["images"]):
+            cv2.imwrite(str(folder / f"im{k}.png"), np.round(image.numpy() * 65535).astype(np.uint16))
+        np.savetxt(folder / "light.txt", sample["lights"].numpy(), header="x y z per image")
+        samples.append(sample)
+    return samples
+
+
+def test_photometric_stereo_on_a_fake_photoface_folder(tmp_path):
+    samples = _fake_photoface(tmp_path, captures=3)
+    for c, sample in enumerate(samples):
+        images, lights = load_photoface_capture(tmp_path / f"subject{c // 2}" / f"session{c}")
+        assert images.shape == (4, 64, 64) and np.allclose(np.linalg.norm(lights, axis=1), 1)
+        normals, albedo = photometric_stereo(images, lights, sample["mask"])
+        mask = sample["mask"][0]
+        error = angular_error(normals[None], sample["normal_exact"][None])[0][mask]
+        assert error.mean() < 2.0, f"capture {c}: {error.mean():.2f} deg"
+        assert (normals[:, ~mask] == 0).all() and albedo.shape == (1, 64, 64)
+
+
+def test_photometric_stereo_exact_on_a_lambertian_sphere():
+    t = (torch.arange(40) + 0.5) / 20 - 1
+    y, x = torch.meshgrid(-t, t, indexing="ij")
+    mask = x ** 2 + y ** 2 < 0.8
+    n = torch.stack([x, y, (1 - x ** 2 - y ** 2).clamp_min(0).sqrt()]) * mask
+    lights = torch.nn.functional.normalize(torch.tensor([[0.3, 0.3, 1.0], [-0.3, 0.3, 1], [0.3, -0.3, 1], [-0.3, -0.3, 1]]), dim=1)
+    images = 0.7 * (lights @ n.reshape(3, -1)).clamp_min(0).reshape(4, 40, 40)
+    normals, albedo = photometric_stereo(images, lights, mask)
+    assert torch.allclose(normals[:, mask], n[:, mask], atol=1e-4) and torch.allclose(albedo[0][mask], torch.tensor(0.7))
+    with pytest.raises(ValueError, match="K >= 3"):
+        photometric_stereo(images[:2], lights[:2])
+
+
+def test_prepare_photoface_writes_a_lab_dataset(tmp_path):
+    _fake_photoface(tmp_path / "raw", captures=5)
+    (tmp_path / "raw" / "subject9" / "bad").mkdir(parents=True)
+    for k in range(4):
+        (tmp_path / "raw" / "subject9" / "bad" / f"im{k}.png").write_text("broken")
+    (tmp_path / "raw" / "subject9" / "bad" / "light.txt").write_text("0 0 1\n")
+    manifest = prepare_photoface(tmp_path / "raw", tmp_path / "lab", size=64, detect=False, progress=False)
+    assert manifest["splits"]["lab_test"]["samples"] == 1 and manifest["splits"]["lab_train"]["samples"] == 4
+    test_list = (tmp_path / "lab" / "lab_test.txt").read_text().split()
+    train_list = (tmp_path / "lab" / "lab_train.txt").read_text().split()
+    assert len(test_list) == 1 and len(train_list) == 5 and not set(test_list) & set(train_list)
+    assert "bad" in (tmp_path / "lab" / "report.csv").read_text()
+    data = FaceNormalDataset(tmp_path / "lab", "lab_train")
+    assert len(data) == 16
+    item = data[0]
+    assert item["gray"].shape == (1, 64, 64) and item["normal"].shape == (3, 64, 64) and item["mask"].sum() > 500
+    assert prepare_photoface(tmp_path / "raw", tmp_path / "lab", size=64, detect=False, progress=False) == manifest
+    with pytest.raises(ValueError, match="no capture folders"):
+        prepare_photoface(tmp_path / "lab", tmp_path / "other", layout=PhotofaceLayout(images="img_{k}.bmp"))
+
+
+# ---------------------------------------------------------------- scans
+
+def _sphere_mesh(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    theta, phi = np.meshgrid(np.linspace(0.01, np.pi - 0.01, n), np.linspace(0, 2 * np.pi, n, endpoint=False), indexing="ij")
+    v = np.stack([np.sin(theta) * np.cos(phi), np.cos(theta), np.sin(theta) * np.sin(phi)], -1).reshape(-1, 3) * 50
+    i, j = np.meshgrid(np.arange(n - 1), np.arange(n), indexing="ij")
+    a, b, c, d = i * n + j, i * n + (j + 1) % n, (i + 1) * n + j, (i + 1) * n + (j + 1) % n
+    faces = np.concatenate([np.stack([a, b, c], -1).reshape(-1, 3), np.stack([b, d, c], -1).reshape(-1, 3)])
+    return v, faces
+
+
+def _write_ply(path: Path, v: np.ndarray, f: np.ndarray, binary: bool) -> None:
+    header = (f"ply\nformat {'binary_little_endian' if binary else 'ascii'} 1.0\nelement vertex {len(v)}\n"
+              "property float x\nproperty float y\nproperty float z\n"
+              f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n").encode()
+    if binary:
+        faces = np.zeros(len(f), np.dtype([("n", "u1"), ("v", "<i4", (3,))]))
+        faces["n"], faces["v"] = 3, f
+        path.write_bytes(header + v.astype("<f4").tobytes() + faces.tobytes())
+    else:
+        body = "".join(f"{x} {y} {z}\n" for x, y, z in v) + "".join(f"3 {a} {b} {c}\n" for a, b, c in f)
+        path.write_bytes(header + body.encode())
+
+
+def test_mesh_readers_agree(tmp_path):
+    v, f = _sphere_mesh(12)
+    (tmp_path / "s.obj").write_text("# sphere\n" + "".join(f"v {x} {y} {z}\n" for x, y, z in v)
+                                    + "".join(f"f {a + 1}/1/1 {b + 1}//2 {c + 1}\n" for a, b, c in f))
+    _write_ply(tmp_path / "a.ply", v, f, binary=False)
+    _write_ply(tmp_path / "b.ply", v, f, binary=True)
+    quad = tmp_path / "q.obj"
+    quad.write_text("v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nf 1 2 3 4\n")
+    for name in ("s.obj", "a.ply", "b.ply"):
+        mesh = read_mesh(tmp_path / name)
+        assert np.allclose(mesh.vertices.numpy(), v, atol=1e-4) and np.array_equal(mesh.faces.numpy(), f), name
+    assert read_mesh(quad).faces.tolist() == [[0, 1, 2], [0, 2, 3]]
+    (tmp_path / "bad.ply").write_text("ply\nformat ascii 1.0\nelement vertex 2\nproperty float x\nend_header\n1\n")
+    (tmp_path / "s.stl").write_text("solid")
+    for name, problem in (("none.obj", "no such mesh"), ("bad.ply", "malformed"), ("s.stl", "unsupported")):
+        with pytest.raises(ValueError, match=problem):
+            read_mesh(tmp_path / name)
+
+
+@pytest.mark.parametrize("inward", [False, True])
+def test_scan_normals_match_the_analytic_sphere(inward):
+    v, f = _sphere_mesh(48)
+    mesh = Mesh(torch.tensor(v, dtype=torch.float32), torch.tensor(f[:, ::-1].copy() if inward else f))
+    out = render_mesh_normals(mesh, size=64, rotation=rotation_matrix(20, -10))
+    n, mask = out["normal"], out["mask"][0]
+    t = (torch.arange(64) + 0.5 - 32) / (64 / 1.2 / 2)                   # sphere radius in pixels: 64 / 1.2 / 2
+    y, x = torch.meshgrid(-t, t, indexing="ij")
+    inside = x ** 2 + y ** 2 < 0.8
+    expected = torch.stack([x, y, (1 - x ** 2 - y ** 2).clamp_min(0).sqrt()])
+    assert (mask == (x ** 2 + y ** 2 < 1)).float().mean() > 0.98
+    error = angular_error(n[None], expected[None])[0][inside]
+    assert error.mean() < 1.5                                            # winding fixed either way
+
+
+def test_prepare_scan_folder(tmp_path):
+    v, f = _sphere_mesh(24)
+    (tmp_path / "scans").mkdir()
+    _write_ply(tmp_path / "scans" / "a.ply", v, f, binary=True)
+    (tmp_path / "scans" / "b.obj").write_text("v 1 2\n")
+    report = prepare_scan_folder(tmp_path / "scans", tmp_path / "out", size=32, progress=False)
+    assert dict(zip(report["file"], report["status"])) == {"a.ply": "ok", "b.obj": "unreadable"}
+    normal = from_uint8_image(cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "a_normal.png")), cv2.COLOR_BGR2RGB))
+    assert normal[2, 16, 16] > 0.95                                       # the sphere's centre faces the camera
+    assert cv2.imread(str(tmp_path / "out" / "a_mask.png"), cv2.IMREAD_GRAYSCALE)[16, 16] == 255
