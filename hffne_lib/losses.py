@@ -4,6 +4,8 @@ Shapes: normals B x 3 x H x W unit vectors; images B x 3 x H x W in [0, 1]; mask
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
@@ -59,3 +61,52 @@ def gan_loss(logits: torch.Tensor, is_real: bool) -> torch.Tensor:
     """pix2pix's (vanilla, BCE-with-logits) GAN loss against an all-real or all-fake target."""
     target = torch.ones_like(logits) if is_real else torch.zeros_like(logits)
     return F.binary_cross_entropy_with_logits(logits, target)
+
+
+# BEYOND THE PAPER: a shading term on high frequencies (ExperimentConfig.shading_weight).
+def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Separable Gaussian blur (reflect padding): B x C x H x W -> B x C x H x W; sigma in px."""
+    radius = max(1, math.ceil(3 * sigma))
+    x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
+    kernel = kernel / kernel.sum()
+    channels = images.shape[1]
+    out = F.pad(images, (radius, radius, 0, 0), mode="reflect")
+    out = F.conv2d(out, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
+    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
+    return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
+
+
+def high_pass(images: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """Image minus its mask-normalised Gaussian blur (background does not leak in): B x C x H x W."""
+    weight = mask.to(images.dtype)
+    low = gaussian_blur(images * weight, sigma) / gaussian_blur(weight, sigma).clamp_min(1e-3)
+    return (images - low) * weight
+
+
+def fit_lighting(gray: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
+    """Least-squares first-order lighting per image: gray ~ n . l + ambient over the mask.
+
+    gray B x 1 x H x W in [0, 1], normals B x 3 x H x W, mask B x 1 x H x W -> B x 4 (l, ambient).
+    ``l`` absorbs a constant albedo; attached shadows are ignored (the model is linear).
+    """
+    weight = mask.to(gray.dtype).flatten(1)                                    # B x P
+    design = torch.cat([normals, torch.ones_like(gray)], dim=1).flatten(2)    # B x 4 x P
+    gram = torch.einsum("bip,bjp,bp->bij", design, design, weight)
+    rhs = torch.einsum("bip,bp,bp->bi", design, gray.flatten(1), weight)
+    eye = torch.eye(4, device=gray.device, dtype=gray.dtype)
+    return torch.linalg.solve(gram + ridge * weight.sum(1).view(-1, 1, 1) * eye, rhs)
+
+
+def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemplar: torch.Tensor,
+                                mask: torch.Tensor, sigma: float) -> torch.Tensor:
+    """BEYOND THE PAPER. L1 between the high frequencies of the grey image and of the shading of
+    ``normals`` under the light fitted to the exemplar (no gradient through the fit).
+
+    normals, exemplar: B x 3 x H x W unit; gray, mask: B x 1 x H x W. Returns a scalar (grey units).
+    """
+    with torch.no_grad():
+        light = fit_lighting(gray, exemplar, mask)
+    shading = (normals * light[:, :3, None, None]).sum(1, keepdim=True) + light[:, 3:, None, None]
+    residual = (high_pass(shading, mask, sigma) - high_pass(gray, mask, sigma)).abs()
+    return masked_mean(residual, mask)

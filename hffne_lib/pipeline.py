@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn as nn
@@ -14,6 +15,11 @@ from .checkpoint import load_coarse, load_refiner
 from .coarse import UNetGenerator
 from .official import load_official_coarse, load_official_refiner
 from .refiner import Refiner
+
+if TYPE_CHECKING:  # hffne_lib.predict imports this module
+    import numpy as np
+
+    from .predict import Prediction
 
 
 class NormalEstimator(nn.Module):
@@ -77,3 +83,14 @@ class NormalEstimator(nn.Module):
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
         """Both stages: B x 1 x H x W grey in [0, 1] -> B x 3 x H x W refined unit normals."""
         return self.refine(gray, self.coarse(gray))
+
+    def predict(self, image: str | os.PathLike | np.ndarray, all_faces: bool = False) -> Prediction:
+        """Normals of the largest face (all faces with ``all_faces``) of a photo: a file path or an
+        H x W x 3 float RGB array in [0, 1]. Returns hffne_lib.predict.Prediction (per-face crops
+        and S x S normals, plus 3 x H x W normals on the photo's frame); see predict_image."""
+        from .data import load_image
+        from .predict import predict_image  # hffne_lib.predict imports this module
+
+        if isinstance(image, (str, os.PathLike)):
+            image = load_image(image)
+        return predict_image(self, image, all_faces)

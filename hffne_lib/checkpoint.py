@@ -1,0 +1,128 @@
+"""Training checkpoints: atomic writes, provenance, resume state, clear load errors.
+
+A checkpoint is one ``torch.save``d plain dict (loadable with ``torch.load(weights_only=True)``):
+
+    kind             "coarse" or "refiner"
+    format           FORMAT_VERSION
+    iteration        iterations completed
+    resolution       training crop side (px)
+    config           ExperimentConfig.to_dict()
+    seed             the run's seed
+    git_revision     ``git describe --always --dirty`` of the code, or "unknown"
+    manifest_hash    hffne_lib.data.manifest_hash of the training data, or "unknown"
+    vgg_weight_source  where the VGG19 weights came from (random stand-in or a file)
+    models           name -> state dict (coarse: generator, discriminator; refiner: refiner)
+    optimizers       name -> optimizer state dict
+    rng              {"torch": CPU generator state, "cuda": [per-device states]}
+    exemplar         (refiner only) path and iteration of the coarse checkpoint used
+
+Layout of a run: ``<run_dir>/<kind>/latest.pt`` plus ``iter_<NNNNNNN>.pt`` for milestones.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .coarse import UNetGenerator
+from .config import ExperimentConfig
+from .official import CheckpointError
+from .refiner import Refiner
+
+FORMAT_VERSION = 1
+KINDS = ("coarse", "refiner")
+LATEST = "latest.pt"
+
+
+def git_revision(repo: str | os.PathLike | None = None) -> str:
+    """``git describe --always --dirty`` of the package's checkout, or "unknown" outside git."""
+    repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[1]
+    try:
+        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True,
+                             text=True, timeout=10, check=True)
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def rng_state() -> dict[str, Any]:
+    """The torch CPU (and CUDA, when present) generator states."""
+    cuda = [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+    return {"torch": torch.get_rng_state(), "cuda": cuda}
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def milestone_path(stage_dir: str | os.PathLike, iteration: int) -> Path:
+    return Path(stage_dir) / f"iter_{iteration:07d}.pt"
+
+
+def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
+    """Write ``payload`` atomically: to ``<path>.tmp``, then ``os.replace`` onto ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    torch.save(payload, tmp)
+    os.replace(tmp, path)
+    return path
+
+
+def make_payload(kind: str, iteration: int, config: ExperimentConfig, models: dict[str, torch.nn.Module],
+                 optimizers: dict[str, torch.optim.Optimizer], manifest_hash: str, vgg_weight_source: str,
+                 **extra: Any) -> dict[str, Any]:
+    """The checkpoint dict (see the module docstring); ``extra`` adds kind-specific entries."""
+    if kind not in KINDS:
+        raise ValueError(f"checkpoint kind must be one of {KINDS}, got {kind!r}")
+    return {"kind": kind, "format": FORMAT_VERSION, "iteration": int(iteration),
+            "resolution": config.resolution, "config": config.to_dict(), "seed": config.seed,
+            "git_revision": git_revision(), "manifest_hash": manifest_hash,
+            "vgg_weight_source": vgg_weight_source,
+            "models": {name: m.state_dict() for name, m in models.items()},
+            "optimizers": {name: o.state_dict() for name, o in optimizers.items()},
+            "rng": rng_state(), **extra}
+
+
+def load_checkpoint(path: str | os.PathLike, kind: str, resolution: int | None = None,
+                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint of ``kind``; one-line CheckpointError when it is missing or does not fit."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "kind" not in payload:
+        raise CheckpointError(f"{path}: not a hffne training checkpoint (format {FORMAT_VERSION})")
+    if payload["kind"] != kind:
+        raise CheckpointError(f"{path}: is a {payload['kind']} checkpoint, expected a {kind} one")
+    if resolution is not None and payload["resolution"] != resolution:
+        raise CheckpointError(f"{path}: trained at {payload['resolution']} px, expected {resolution} px")
+    return payload
+
+
+def load_coarse(path: str | os.PathLike, resolution: int | None = None,
+                map_location: str | torch.device = "cpu") -> tuple[UNetGenerator, dict[str, Any]]:
+    """The coarse generator of a checkpoint (eval mode) and the checkpoint itself."""
+    payload = load_checkpoint(path, "coarse", resolution, map_location)
+    generator = ExperimentConfig.from_dict(payload["config"]).coarse.build_generator()
+    generator.load_state_dict(payload["models"]["generator"])
+    return generator.to(map_location).eval(), payload
+
+
+def load_refiner(path: str | os.PathLike, resolution: int | None = None,
+                 map_location: str | torch.device = "cpu") -> tuple[Refiner, dict[str, Any]]:
+    """The refiner of a checkpoint (eval mode, VGG source recorded) and the checkpoint itself."""
+    payload = load_checkpoint(path, "refiner", resolution, map_location)
+    refiner = Refiner(ExperimentConfig.from_dict(payload["config"]).refiner)
+    refiner.load_state_dict(payload["models"]["refiner"])
+    if refiner.vgg is not None:
+        refiner.vgg.weight_source = payload["vgg_weight_source"]
+    return refiner.to(map_location).eval(), payload

@@ -1,0 +1,170 @@
+"""Experiment settings: one dataclass, four named presets, overrides by keyword.
+
+    cfg = get_config("ci", coarse_iters=50, refiner__architecture="A1")
+
+``get_config`` takes any field as a keyword; nested architecture fields use a double
+underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
+
+  ci     64 px data preset "ci", tiny widths; both stages in about 90 s on 2 CPU cores.
+  smoke  the ci data and widths with 3x the coarse and 2.5x the refinement iterations: the default
+         of ``make reproduce`` (every notebook, all Table 3 runs, under 15 min on 2 CPU cores).
+  cpu    128 px data preset "cpu"; a meaningful demo, both stages in under 30 min on 2 cores.
+  gpu    256 px data preset "gpu", the paper's architectures; about 10 min on one H100
+         (bf16 autocast, channels_last, cudnn.benchmark). How the counts were chosen is in
+         ``GPU_BUDGET_NOTE``.
+  paper  the paper's schedule: coarse 200k iterations, refinement 150k, batch 8, lr 1e-4.
+
+Fields marked BEYOND THE PAPER are options this project adds; their defaults switch them off,
+so every preset trains the paper's method unless told otherwise.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from .coarse import CoarseConfig
+from .refiner import RefinerConfig
+from .losses import PERCEPTUAL_RELEASE_SCALE
+
+#: Splits the refinement stage may draw its (ground-truth-free) training images from.
+REFINE_SPLITS = ("wild_train", "lab_train")
+
+GPU_BUDGET_NOTE = (
+    "gpu preset sizing (estimated, not timed: no GPU was lent to this work). "
+    "torch.utils.flop_counter on meta tensors, 256 px, batch 8, forward + backward: "
+    "0.74 TFLOP per coarse iteration (U-Net + PatchGAN, both updates) and 3.6 TFLOP per A3 "
+    "refinement iteration (VGG19 to relu5_2 on the exemplar, the refiner, relu1_2 twice; "
+    "A1 3.2, A2 3.6, adain 3.6, concat 4.5). Assuming ~120 TFLOP/s sustained in bf16 on one "
+    "H100 (~12% of its dense peak: batch 8, many thin convs): refinement ~30 ms/iteration, so "
+    "10k iterations in ~5 min; the coarse stage is launch-bound (~15 ms/iteration rather than "
+    "its 6 ms of FLOPs), so 20k iterations in ~5 min. Variants reuse the coarse run at ~5 min "
+    "each (concat ~6): A1, A2, adain, concat, unpaired, the two earlier exemplar milestones and "
+    "the shading option come to ~40 min more."
+)
+
+
+@dataclass
+class ExperimentConfig:
+    """Everything one training run (both stages) depends on. Units: iterations, pixels."""
+
+    name: str = "paper"
+    # data
+    data_preset: str = "paper"          # a hffne_lib.data BENCHMARK_PRESETS name
+    data_root: str = "data"             # where the benchmark is (built there when missing)
+    resolution: int = 256               # side of the square crops
+    # architectures
+    coarse: CoarseConfig = field(default_factory=CoarseConfig)
+    refiner: RefinerConfig = field(default_factory=RefinerConfig)
+    # stage 1: pix2pix on lab_train with ground truth
+    coarse_iters: int = 200_000
+    coarse_batch: int = 8
+    coarse_lr: float = 1e-4
+    coarse_betas: tuple[float, float] = (0.5, 0.999)   # pix2pix's; the paper names only lr 1e-4
+    supervised_loss: str = "l1"         # "l1" (pix2pix) or "cosine"
+    supervised_weight: float = 100.0    # pix2pix's lambda_L1
+    gan_weight: float = 1.0
+    coarse_milestones: tuple[int, ...] = (1_000, 50_000, 100_000)   # Table 3's exemplar study
+    # stage 2: exemplar refinement, eq. 10, images without ground truth
+    refine_iters: int = 150_000
+    refine_batch: int = 8
+    refine_lr: float = 1e-4
+    refine_betas: tuple[float, float] = (0.9, 0.99)
+    lambda_ref: float = 1.0             # smooth-L1 to the exemplar
+    perceptual_weight: float = 1.0
+    perceptual_scale: float = PERCEPTUAL_RELEASE_SCALE   # the release's 1 / (256 * 256)
+    perceptual_layer: str = "relu1_2"
+    paired: bool = True                 # False: each face gets another face's exemplar
+    refine_splits: tuple[str, ...] = ("wild_train",)     # add "lab_train" to mix lab images in
+    exemplar_iteration: int | None = None                 # coarse checkpoint: None = the final one
+    # BEYOND THE PAPER (off by default): high-frequency shading term. A Lambertian light (with
+    # ambient) is fitted per image to the exemplar by least squares; the refined normals' shading
+    # under it must match the grey image's high frequencies (image minus a Gaussian blur of
+    # ``shading_sigma`` px), which albedo, being smooth, mostly leaves out.
+    shading_weight: float = 0.0
+    shading_sigma: float = 2.0
+    # run
+    seed: int = 0
+    device: str = "cpu"
+    amp: bool = False                   # bf16 autocast (CUDA only)
+    channels_last: bool = False         # CUDA only
+    compile: bool = False               # torch.compile the trained networks
+    num_workers: int = 0
+    cpu_threads: int = 0                # torch CPU threads; 0: torch's default. 1 is much faster
+                                        # than 2 when other processes share the cores
+    log_every: int = 10
+    checkpoint_every: int = 500
+    vgg_path: str | None = None         # ImageNet VGG19 weights; None: HFFNE_VGG19_WEIGHTS / hub cache
+
+    def __post_init__(self) -> None:
+        if isinstance(self.coarse, dict):
+            self.coarse = CoarseConfig(**self.coarse)
+        if isinstance(self.refiner, dict):
+            self.refiner = RefinerConfig(**self.refiner)
+        self.coarse_betas = tuple(self.coarse_betas)
+        self.refine_betas = tuple(self.refine_betas)
+        self.coarse_milestones = tuple(self.coarse_milestones)
+        self.refine_splits = tuple(self.refine_splits)
+        if self.supervised_loss not in ("l1", "cosine"):
+            raise ValueError(f"supervised_loss must be 'l1' or 'cosine', got {self.supervised_loss!r}")
+        unknown = [s for s in self.refine_splits if s not in REFINE_SPLITS]
+        if unknown or not self.refine_splits:
+            raise ValueError(f"refine_splits must be drawn from {REFINE_SPLITS}, got {self.refine_splits}")
+        side = 2 ** self.coarse.depth
+        if self.resolution % side:
+            raise ValueError(f"resolution {self.resolution} is not divisible by 2**coarse.depth={side}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (tuples kept), safe for torch.load(weights_only=True)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
+        return cls(**values)
+
+
+PRESETS: dict[str, ExperimentConfig] = {
+    "ci": ExperimentConfig(
+        name="ci", data_preset="ci", resolution=64,
+        coarse=CoarseConfig(base_width=16, depth=6, disc_width=16, disc_layers=2),
+        refiner=RefinerConfig(base_width=16, code_dim=128),
+        coarse_iters=200, coarse_milestones=(1, 50, 100), refine_iters=60, refine_batch=4,
+        log_every=5, checkpoint_every=50),
+    "smoke": ExperimentConfig(
+        name="smoke", data_preset="ci", resolution=64,
+        coarse=CoarseConfig(base_width=16, depth=6, disc_width=16, disc_layers=2),
+        refiner=RefinerConfig(base_width=16, code_dim=128),
+        coarse_iters=600, coarse_milestones=(6, 150, 300), refine_iters=150, refine_batch=4,
+        log_every=10, checkpoint_every=100),
+    "cpu": ExperimentConfig(
+        name="cpu", data_preset="cpu", resolution=128,
+        coarse=CoarseConfig(base_width=32, depth=7, disc_width=32, disc_layers=3),
+        refiner=RefinerConfig(base_width=16, code_dim=128),
+        coarse_iters=1_200, coarse_milestones=(6, 300, 600), refine_iters=200, refine_batch=4,
+        log_every=10, checkpoint_every=100),
+    "gpu": ExperimentConfig(
+        name="gpu", data_preset="gpu", resolution=256, device="cuda", amp=True, channels_last=True,
+        coarse_iters=20_000, coarse_milestones=(100, 5_000, 10_000), refine_iters=10_000,
+        num_workers=4, log_every=50, checkpoint_every=2_000),
+    "paper": ExperimentConfig(name="paper", device="cuda"),
+}
+
+
+def get_config(name: str, **overrides: Any) -> ExperimentConfig:
+    """A copy of preset ``name`` with ``overrides`` applied (``coarse__x`` / ``refiner__x`` nest)."""
+    if name not in PRESETS:
+        raise KeyError(f"unknown preset {name!r}; choose one of {list(PRESETS)}")
+    return with_overrides(PRESETS[name], **overrides)
+
+
+def with_overrides(cfg: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
+    """A copy of any config with ``overrides`` applied (``coarse__x`` / ``refiner__x`` nest)."""
+    values = cfg.to_dict()
+    for key, value in overrides.items():
+        section, _, sub = key.partition("__")
+        target = values[section] if sub else values
+        leaf = sub or key
+        if section not in values or leaf not in target:
+            raise KeyError(f"unknown config field {key!r}")
+        target[leaf] = value
+    return ExperimentConfig.from_dict(values)

@@ -1,0 +1,477 @@
+"""Training loops for both stages, top to bottom.
+
+    cfg = get_config("ci", data_root="data")
+    coarse_ckpt = train_coarse(cfg, "results/runs/ci")        # pix2pix on lab_train (ground truth)
+    refiner_ckpt = train_refiner(cfg, "results/runs/ci")      # eq. 10 on wild_train (no ground truth)
+
+Command line (torchrun for several GPUs, or several CPU processes with the gloo backend):
+
+    python -m hffne_lib.train both --preset cpu --run-dir results/runs/cpu --set data_root=data
+    torchrun --nproc_per_node 2 -m hffne_lib.train coarse --preset gpu --run-dir ...
+
+Every run writes ``<run_dir>/<stage>/latest.pt`` (and milestone checkpoints for the coarse stage)
+and a CSV loss log ``<run_dir>/<stage>/log.csv``. A run resumes from ``latest.pt`` when one
+exists and ends with the same numbers as an uninterrupted run: the data order is a pure function
+of (seed, iteration), and the RNG and optimiser states travel in the checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import ast
+import csv
+import math
+import os
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
+from tqdm.auto import tqdm
+
+from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, milestone_path,
+                         save_checkpoint, set_rng_state)
+from .config import ExperimentConfig, get_config
+from .losses import (PerceptualLoss, gan_loss, high_frequency_shading_loss, reconstruction_loss,
+                     supervised_normal_loss)
+from .official import CheckpointError
+from .refiner import Refiner
+from .vgg import load_vgg19
+
+#: Config fields a resumed run may change (they do not alter the numbers it computes).
+RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "cpu_threads", "log_every",
+                     "checkpoint_every", "data_root"}
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN or infinite; the run stopped and its last good checkpoint is kept."""
+
+
+# ----------------------------------------------------------------------------- runtime
+@dataclass
+class Runtime:
+    """Where this process runs: its device and its place among the DDP processes."""
+
+    device: torch.device
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    def autocast(self, enabled: bool):
+        """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere."""
+        if enabled and self.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.bfloat16)
+        return nullcontext()
+
+
+def setup_runtime(cfg: ExperimentConfig) -> Runtime:
+    """Pick the device, join the DDP group when launched by torchrun, set speed/determinism flags."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    device = torch.device(cfg.device)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"config asks for device {cfg.device!r} but CUDA is not available")
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+        torch.backends.cudnn.benchmark = True
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    else:
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        if cfg.cpu_threads:
+            torch.set_num_threads(cfg.cpu_threads)
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return Runtime(device, rank, world)
+
+
+def unwrap(model: nn.Module) -> nn.Module:
+    """The plain module under DDP and torch.compile wrappers."""
+    model = model.module if isinstance(model, DistributedDataParallel) else model
+    return getattr(model, "_orig_mod", model)
+
+
+def wrap(model: nn.Module, cfg: ExperimentConfig, rt: Runtime, unused_parameters: bool = False) -> nn.Module:
+    """channels_last / DDP / torch.compile as the config and runtime ask.
+
+    ``unused_parameters``: some trained parameters get no gradient (A2 never runs the code head).
+    """
+    model = model.to(rt.device)
+    if cfg.channels_last and rt.device.type == "cuda":
+        model = model.to(memory_format=torch.channels_last)
+    if rt.world > 1 and any(p.requires_grad for p in model.parameters()):
+        model = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda" else None,
+                                        find_unused_parameters=unused_parameters)
+    return torch.compile(model) if cfg.compile else model
+
+
+# ----------------------------------------------------------------------------- data
+class SeededBatchSampler(Sampler[list[int]]):
+    """Index batches for iterations ``start+1 .. end``, a pure function of (seed, iteration).
+
+    Epoch e is ``randperm(n)`` drawn from a generator seeded with ``seed + e``; each iteration
+    takes the next ``global_batch`` indices (the tail of an epoch that cannot fill a batch is
+    dropped), and DDP rank r keeps slice r of them. Resuming at iteration k therefore sees
+    exactly the batches an uninterrupted run would.
+    """
+
+    def __init__(self, n: int, global_batch: int, seed: int, start: int, end: int, rank: int = 0, world: int = 1):
+        if global_batch % world:
+            raise ValueError(f"batch {global_batch} does not split over {world} processes")
+        if n < global_batch:
+            raise ValueError(f"dataset of {n} items is smaller than one batch ({global_batch})")
+        self.n, self.global_batch, self.seed = n, global_batch, seed
+        self.start, self.end, self.rank, self.world = start, end, rank, world
+        self.per_epoch = n // global_batch
+
+    def __len__(self) -> int:
+        return max(0, self.end - self.start)
+
+    def __iter__(self) -> Iterator[list[int]]:
+        epoch, order = -1, None
+        local = self.global_batch // self.world
+        for iteration in range(self.start, self.end):  # 0-based index of the batch
+            if iteration // self.per_epoch != epoch:
+                epoch = iteration // self.per_epoch
+                order = torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch))
+            offset = (iteration % self.per_epoch) * self.global_batch + self.rank * local
+            yield order[offset:offset + local].tolist()
+
+
+def open_split(cfg: ExperimentConfig, split: str) -> Dataset:
+    """One split of the benchmark at ``cfg.data_root``, building the benchmark there if missing."""
+    from .data import FaceNormalDataset, build_benchmark  # heavy; only training needs it
+    try:
+        return FaceNormalDataset(cfg.data_root, split)
+    except FileNotFoundError:
+        build_benchmark(cfg.data_root, cfg.data_preset)
+        return FaceNormalDataset(cfg.data_root, split)
+
+
+def data_manifest_hash(cfg: ExperimentConfig) -> str:
+    """Hash of the benchmark at ``cfg.data_root`` ("unknown" when there is none)."""
+    from .data import manifest_hash
+    try:
+        return manifest_hash(cfg.data_root)
+    except FileNotFoundError:
+        return "unknown"
+
+
+def make_loader(dataset: Dataset, cfg: ExperimentConfig, batch: int, start: int, end: int,
+                rt: Runtime) -> DataLoader:
+    """Batches for iterations start+1..end. The loader gets its own generator: drawing its worker
+    seed from the global RNG would shift a resumed run's dropout masks."""
+    sampler = SeededBatchSampler(len(dataset), batch, cfg.seed, start, end, rt.rank, rt.world)
+    return DataLoader(dataset, batch_sampler=sampler, num_workers=cfg.num_workers,
+                      pin_memory=rt.device.type == "cuda",
+                      generator=torch.Generator().manual_seed(cfg.seed + start))
+
+
+def to_device(batch: dict[str, Any], keys: tuple[str, ...], cfg: ExperimentConfig, rt: Runtime) -> list[torch.Tensor]:
+    """Move ``keys`` of a batch to the device (channels_last for images on CUDA when asked)."""
+    fmt = torch.channels_last if cfg.channels_last and rt.device.type == "cuda" else torch.contiguous_format
+    return [batch[k].to(rt.device, torch.float32, non_blocking=True).contiguous(memory_format=fmt) for k in keys]
+
+
+# ----------------------------------------------------------------------------- logging
+class LossLog:
+    """CSV loss log (iteration, seconds, then one column per loss), plus TensorBoard if installed.
+
+    Resuming at iteration k drops the rows a killed run wrote after k, so the log matches the
+    uninterrupted run's.
+    """
+
+    def __init__(self, path: Path, columns: list[str], start: int, enabled: bool = True):
+        self.path, self.columns, self.enabled = path, ["iteration", "seconds", *columns], enabled
+        self.writer = None
+        if not enabled:
+            return
+        kept: list[dict[str, str]] = []
+        if start > 0 and path.is_file():
+            with path.open(newline="") as f:
+                kept = [row for row in csv.DictReader(f) if int(row["iteration"]) <= start]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with path.open("w", newline="") as f:
+            writer = csv.DictWriter(f, self.columns)
+            writer.writeheader()
+            writer.writerows(kept)
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+            self.writer = SummaryWriter(str(path.parent / "tensorboard"))
+        except ImportError:  # tensorboard is optional
+            self.writer = None
+
+    def write(self, iteration: int, seconds: float, losses: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        with self.path.open("a", newline="") as f:
+            csv.DictWriter(f, self.columns).writerow({"iteration": iteration, "seconds": f"{seconds:.3f}", **losses})
+        if self.writer is not None:
+            for name, value in losses.items():
+                self.writer.add_scalar(name, value, iteration)
+
+
+def read_log(path: str | os.PathLike) -> pd.DataFrame:
+    """A run's loss log as a DataFrame indexed by iteration."""
+    return pd.read_csv(path).set_index("iteration")
+
+
+def check_finite(losses: dict[str, torch.Tensor], iteration: int, stage_dir: Path) -> dict[str, float]:
+    """Loss tensors -> floats; NonFiniteLossError naming the loss and the checkpoint kept."""
+    values = {name: float(value.detach()) for name, value in losses.items()}
+    bad = [name for name, value in values.items() if not math.isfinite(value)]
+    if bad:
+        latest = stage_dir / LATEST
+        kept = f"last good checkpoint {latest} kept" if latest.is_file() else "no checkpoint was written yet"
+        raise NonFiniteLossError(f"loss {bad[0]} = {values[bad[0]]} at iteration {iteration}; "
+                                 f"training stopped, {kept}")
+    return values
+
+
+def restore(stage_dir: Path, kind: str, cfg: ExperimentConfig, rt: Runtime, models: dict[str, nn.Module],
+            optimizers: dict[str, torch.optim.Optimizer]) -> int:
+    """Load ``<stage_dir>/latest.pt`` into the models, optimizers and RNG; returns the iteration
+    to go on from (0 when there is no checkpoint yet)."""
+    path = stage_dir / LATEST
+    if not path.is_file():
+        return 0
+    saved = load_checkpoint(path, kind, cfg.resolution, rt.device)
+    check_resumable(saved["config"], cfg, path)
+    for name, model in models.items():
+        model.load_state_dict(saved["models"][name])
+    for name, optimizer in optimizers.items():
+        optimizer.load_state_dict(saved["optimizers"][name])
+    set_rng_state(saved["rng"])
+    return saved["iteration"]
+
+
+def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
+    """One-line CheckpointError when ``cfg`` differs from the saved config in a field that matters."""
+    now = cfg.to_dict()
+    for key, value in saved.items():
+        if key not in RESUMABLE_CHANGES and now.get(key) != value:
+            raise CheckpointError(f"{path}: cannot resume, config field {key!r} was {value!r}, "
+                                  f"now {now.get(key)!r} (use another run_dir or resume=False)")
+
+
+# ----------------------------------------------------------------------------- beyond the paper
+# ----------------------------------------------------------------------------- stage 1
+def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = True,
+                 dataset: Dataset | None = None, progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train the pix2pix coarse network on lab_train; returns the path of ``coarse/latest.pt``.
+
+    Losses: supervised (cfg.supervised_loss inside the face mask) * cfg.supervised_weight +
+    adversarial * cfg.gan_weight for the generator; the PatchGAN's BCE (halved) for the
+    discriminator. ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
+    ``stop_after`` ends the run after that iteration as if it had been killed.
+    """
+    rt = setup_runtime(cfg)
+    stage_dir = Path(run_dir) / "coarse"
+    torch.manual_seed(cfg.seed)
+    generator = cfg.coarse.build_generator()
+    discriminator = cfg.coarse.build_discriminator()
+    opt_g = torch.optim.Adam(generator.parameters(), cfg.coarse_lr, cfg.coarse_betas)
+    opt_d = torch.optim.Adam(discriminator.parameters(), cfg.coarse_lr, cfg.coarse_betas)
+    generator.to(rt.device)
+    discriminator.to(rt.device)
+
+    start = restore(stage_dir, "coarse", cfg, rt, {"generator": generator, "discriminator": discriminator},
+                    {"generator": opt_g, "discriminator": opt_d}) if resume else 0
+    net_g, net_d = wrap(generator, cfg, rt), wrap(discriminator, cfg, rt)
+
+    data = dataset if dataset is not None else open_split(cfg, "lab_train")
+    manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
+    loader = make_loader(data, cfg, cfg.coarse_batch, start, cfg.coarse_iters, rt)
+    log = LossLog(stage_dir / "log.csv", ["loss_g", "g_supervised", "g_adversarial", "loss_d"], start, rt.is_main)
+
+    def save(iteration: int) -> None:
+        payload = make_payload("coarse", iteration, cfg, {"generator": unwrap(net_g), "discriminator": unwrap(net_d)},
+                               {"generator": opt_g, "discriminator": opt_d}, manifest, "not used (coarse stage)")
+        save_checkpoint(stage_dir / LATEST, payload)
+        if iteration in cfg.coarse_milestones:
+            save_checkpoint(milestone_path(stage_dir, iteration), payload)
+
+    net_g.train(), net_d.train()
+    t0 = time.perf_counter()
+    bar = tqdm(loader, total=len(loader), initial=0, desc=f"coarse {start}->{cfg.coarse_iters}",
+               disable=not (progress and rt.is_main))
+    for iteration, batch in enumerate(bar, start=start + 1):
+        gray, target, mask = to_device(batch, ("gray", "normal", "mask"), cfg, rt)
+        with rt.autocast(cfg.amp):
+            fake = net_g(gray)
+            loss_d = 0.5 * (gan_loss(net_d(gray, target), True) + gan_loss(net_d(gray, fake.detach()), False))
+        opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()
+        opt_d.step()
+
+        with rt.autocast(cfg.amp):
+            g_adversarial = gan_loss(net_d(gray, fake), True)
+        g_supervised = supervised_normal_loss(fake.float(), target, mask, cfg.supervised_loss)
+        loss_g = cfg.supervised_weight * g_supervised + cfg.gan_weight * g_adversarial
+        opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()
+        opt_g.step()
+
+        values = check_finite({"loss_g": loss_g, "g_supervised": g_supervised,
+                               "g_adversarial": g_adversarial, "loss_d": loss_d}, iteration, stage_dir)
+        if iteration % cfg.log_every == 0 or iteration == cfg.coarse_iters:
+            log.write(iteration, time.perf_counter() - t0, values)
+            bar.set_postfix(sup=f"{values['g_supervised']:.4f}", d=f"{values['loss_d']:.3f}")
+        if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration in cfg.coarse_milestones
+                           or iteration == cfg.coarse_iters):
+            save(iteration)
+        if stop_after is not None and iteration >= stop_after:
+            break
+    return stage_dir / LATEST
+
+
+# ----------------------------------------------------------------------------- stage 2
+def exemplar_checkpoint(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> Path:
+    """The coarse checkpoint the refinement reads: milestone ``cfg.exemplar_iteration`` or the latest."""
+    stage_dir = Path(run_dir) / "coarse"
+    if cfg.exemplar_iteration is None:
+        return stage_dir / LATEST
+    return milestone_path(stage_dir, cfg.exemplar_iteration)
+
+
+def refinement_data(cfg: ExperimentConfig) -> Dataset:
+    """The ground-truth-free training images: wild_train, optionally with lab_train mixed in."""
+    splits = [open_split(cfg, split) for split in cfg.refine_splits]
+    return splits[0] if len(splits) == 1 else ConcatDataset(splits)
+
+
+def install_vgg(refiner: Refiner, cfg: ExperimentConfig) -> str:
+    """Load the best VGG19 weights into the refiner's normal encoder; returns their source."""
+    if refiner.vgg is None:
+        return "not used (architecture A1)"
+    source = load_vgg19("relu5_2", cfg.vgg_path, seed=cfg.seed)
+    refiner.vgg.load_state_dict(source.state_dict())
+    refiner.vgg.weight_source = source.weight_source
+    return source.weight_source
+
+
+def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_checkpoint: str | os.PathLike | None = None,
+                  stage_name: str = "refiner", resume: bool = True, dataset: Dataset | None = None,
+                  progress: bool = True, stop_after: int | None = None) -> Path:
+    """Train the exemplar-based refiner (eq. 10) without ground truth; returns ``<stage>/latest.pt``.
+
+    Exemplars come from ``coarse_checkpoint`` (default: ``exemplar_checkpoint(cfg, run_dir)``),
+    computed under no_grad in eval mode; unpaired runs give each face the exemplar of the next
+    face in the batch. Loss: lambda_ref * smooth-L1(N, R) + perceptual_weight * relu1_2 L1 (the
+    release's scale) [+ shading_weight * high-frequency shading, beyond the paper].
+    ``stage_name`` names the sub-folder, so variants can share one run_dir and one coarse stage.
+    """
+    rt = setup_runtime(cfg)
+    stage_dir = Path(run_dir) / stage_name
+    coarse_path = Path(coarse_checkpoint) if coarse_checkpoint else exemplar_checkpoint(cfg, run_dir)
+    coarse_net, coarse_payload = load_coarse(coarse_path, cfg.resolution, rt.device)
+    if cfg.channels_last and rt.device.type == "cuda":
+        coarse_net = coarse_net.to(memory_format=torch.channels_last)
+
+    torch.manual_seed(cfg.seed)
+    refiner = Refiner(cfg.refiner)
+    vgg_source = install_vgg(refiner, cfg)
+    perceptual = PerceptualLoss(load_vgg19(cfg.perceptual_layer, cfg.vgg_path, seed=cfg.seed),
+                                cfg.perceptual_scale, cfg.perceptual_layer).to(rt.device)
+    if refiner.vgg is None:
+        vgg_source = f"perceptual loss: {perceptual.vgg.weight_source}"
+    optimizer = torch.optim.Adam([p for p in refiner.parameters() if p.requires_grad], cfg.refine_lr, cfg.refine_betas)
+    refiner.to(rt.device)
+
+    start = restore(stage_dir, "refiner", cfg, rt, {"refiner": refiner}, {"refiner": optimizer}) if resume else 0
+    net = wrap(refiner, cfg, rt, unused_parameters=cfg.refiner.architecture == "A2")
+
+    data = dataset if dataset is not None else refinement_data(cfg)
+    manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
+    loader = make_loader(data, cfg, cfg.refine_batch, start, cfg.refine_iters, rt)
+    if not cfg.paired and cfg.refine_batch // rt.world < 2:
+        raise ValueError("unpaired refinement needs at least 2 images per process batch to swap exemplars")
+    columns = ["loss", "reconstruction", "perceptual"] + (["shading"] if cfg.shading_weight else [])
+    log = LossLog(stage_dir / "log.csv", columns, start, rt.is_main)
+    exemplar_info = {"path": str(coarse_path), "iteration": coarse_payload["iteration"]}
+
+    net.train()
+    t0 = time.perf_counter()
+    bar = tqdm(loader, total=len(loader), desc=f"{stage_name} {start}->{cfg.refine_iters}",
+               disable=not (progress and rt.is_main))
+    for iteration, batch in enumerate(bar, start=start + 1):
+        gray, rgb, mask = to_device(batch, ("gray", "rgb", "mask"), cfg, rt)
+        with torch.no_grad(), rt.autocast(cfg.amp):
+            exemplar = coarse_net(gray).float()
+        if not cfg.paired:
+            exemplar = exemplar.roll(1, dims=0)
+        with rt.autocast(cfg.amp):
+            refined = net(gray, exemplar).float()
+            losses = {"reconstruction": reconstruction_loss(refined, exemplar),
+                      "perceptual": perceptual(refined, rgb)}
+        loss = cfg.lambda_ref * losses["reconstruction"] + cfg.perceptual_weight * losses["perceptual"]
+        if cfg.shading_weight:
+            losses["shading"] = high_frequency_shading_loss(refined, gray, exemplar, mask, cfg.shading_sigma)
+            loss = loss + cfg.shading_weight * losses["shading"]
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+        values = check_finite({"loss": loss, **losses}, iteration, stage_dir)
+        if iteration % cfg.log_every == 0 or iteration == cfg.refine_iters:
+            log.write(iteration, time.perf_counter() - t0, values)
+            bar.set_postfix(loss=f"{values['loss']:.4f}")
+        if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters):
+            save_checkpoint(stage_dir / LATEST, make_payload(
+                "refiner", iteration, cfg, {"refiner": unwrap(net)}, {"refiner": optimizer}, manifest,
+                vgg_source, exemplar=exemplar_info))
+        if stop_after is not None and iteration >= stop_after:
+            break
+    return stage_dir / LATEST
+
+
+# ----------------------------------------------------------------------------- command line
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """["key=value", ...] -> {key: python literal or string}."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep:
+            raise ValueError(f"override {pair!r} is not key=value")
+        try:
+            overrides[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            overrides[key] = text
+    return overrides
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Train HFFNE's coarse and/or refinement stage.")
+    parser.add_argument("stage", choices=["coarse", "refiner", "both"])
+    parser.add_argument("--preset", default="ci")
+    parser.add_argument("--run-dir", required=True)
+    parser.add_argument("--stage-name", default="refiner", help="sub-folder of the refinement run")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. refine_iters=100 refiner__architecture=A1")
+    parser.add_argument("--no-resume", action="store_true")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    cfg = get_config(args.preset, **parse_overrides(args.set))
+    kwargs = {"resume": not args.no_resume, "progress": not args.no_progress}
+    try:
+        if args.stage in ("coarse", "both"):
+            print(train_coarse(cfg, args.run_dir, **kwargs))
+        if args.stage in ("refiner", "both"):
+            print(train_refiner(cfg, args.run_dir, stage_name=args.stage_name, **kwargs))
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Checkpoints: provenance, weights_only loading, atomic writes, one-line errors, resume guard."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint, load_coarse, load_refiner
+from hffne_lib.pipeline import NormalEstimator
+from hffne_lib.train import train_coarse, train_refiner
+from test_train import RandomFaces, tiny
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """One tiny run of both stages (refiner A3, random stand-in VGG)."""
+    root = tmp_path_factory.mktemp("run")
+    cfg = tiny(coarse_iters=3, refine_iters=2, seed=7)
+    coarse = train_coarse(cfg, root, dataset=RandomFaces(), progress=False)
+    refiner = train_refiner(cfg, root, dataset=RandomFaces(), progress=False)
+    return cfg, root, coarse, refiner
+
+
+def test_checkpoint_carries_provenance_and_loads_weights_only(run):
+    cfg, _, coarse, refiner = run
+    saved = torch.load(refiner, weights_only=True)
+    assert saved["kind"] == "refiner" and saved["iteration"] == 2 and saved["seed"] == 7
+    assert saved["config"] == cfg.to_dict() and saved["resolution"] == 64
+    assert saved["git_revision"] == git_revision() != ""
+    assert saved["manifest_hash"].startswith("unknown")  # a dataset passed in has no manifest
+    assert saved["vgg_weight_source"].startswith("random-init (STAND-IN")
+    assert saved["exemplar"] == {"path": str(coarse), "iteration": 3}
+    assert set(saved["optimizers"]) == {"refiner"} and isinstance(saved["rng"]["torch"], torch.Tensor)
+    assert not list(refiner.parent.glob("*.tmp"))  # atomic: the temporary file was renamed away
+
+
+def test_estimator_from_checkpoints_matches_the_saved_weights(run):
+    _, _, coarse, refiner = run
+    estimator = NormalEstimator.from_checkpoints(coarse, refiner)
+    saved = load_checkpoint(refiner, "refiner")["models"]["refiner"]
+    assert all(torch.equal(v, saved[k]) for k, v in estimator.refiner.state_dict().items())
+    assert estimator.provenance["vgg_weights"].startswith("random-init")
+    out = estimator(torch.rand(2, 1, 64, 64))
+    assert out.shape == (2, 3, 64, 64) and torch.allclose(out.norm(dim=1), torch.ones(2, 64, 64), atol=1e-4)
+
+
+def test_wrong_kind_resolution_and_garbage_give_one_line_errors(run, tmp_path):
+    _, _, coarse, refiner = run
+    with pytest.raises(CheckpointError, match="is a refiner checkpoint, expected a coarse one") as error:
+        load_coarse(refiner)
+    assert "\n" not in str(error.value) and str(refiner) in str(error.value)
+    with pytest.raises(CheckpointError, match="is a coarse checkpoint, expected a refiner one"):
+        load_refiner(coarse)
+    with pytest.raises(CheckpointError, match="trained at 64 px, expected 128 px"):
+        load_coarse(coarse, resolution=128)
+    garbage = tmp_path / "garbage.pt"
+    garbage.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_coarse(garbage)
+    torch.save({"weights": torch.zeros(1)}, tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="not a hffne training checkpoint"):
+        load_coarse(tmp_path / "foreign.pt")
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_coarse(tmp_path / "missing.pt")
+
+
+def test_resume_refuses_a_changed_config_but_allows_a_longer_run(run):
+    _, root, _, _ = run
+    with pytest.raises(CheckpointError, match="cannot resume, config field 'refine_lr'"):
+        train_refiner(tiny(coarse_iters=3, refine_iters=2, seed=7, refine_lr=1e-3), root,
+                      dataset=RandomFaces(), progress=False)
+    longer = train_refiner(tiny(coarse_iters=3, refine_iters=3, seed=7), root, dataset=RandomFaces(), progress=False)
+    assert load_checkpoint(longer, "refiner")["iteration"] == 3

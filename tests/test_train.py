@@ -1,0 +1,170 @@
+"""Training loops: learning, determinism, exact resume, NaN stop, DDP (2 gloo processes)."""
+from __future__ import annotations
+
+import os
+import socket
+import warnings
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.optim.optimizer import register_optimizer_step_post_hook
+
+from hffne_lib.checkpoint import load_checkpoint
+from hffne_lib.config import get_config
+from hffne_lib.losses import high_frequency_shading_loss
+from hffne_lib.train import NonFiniteLossError, SeededBatchSampler, read_log, train_coarse, train_refiner
+
+warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
+
+
+class RandomFaces(torch.utils.data.Dataset):
+    """Benchmark-shaped items (gray, rgb, normal, mask, detail_mask) with a learnable mapping:
+    the normal tilts with the grey level, so a network can fit it. ``nan_after``: items fetched
+    after that many calls return NaN images."""
+
+    def __init__(self, n: int = 16, res: int = 64, seed: int = 0, nan_after: int | None = None):
+        g = torch.Generator().manual_seed(seed)
+        self.gray = torch.nn.functional.avg_pool2d(torch.rand(n, 1, res, res, generator=g), 5, 1, 2)
+        tilt = (self.gray - 0.5) * 3
+        self.normal = torch.nn.functional.normalize(torch.cat([tilt, -tilt, torch.ones_like(tilt)], 1), dim=1)
+        self.mask = torch.zeros(n, 1, res, res)
+        self.mask[..., res // 8: -res // 8, res // 8: -res // 8] = 1
+        self.detail = torch.zeros_like(self.mask)
+        self.detail[..., res // 4: res // 2, res // 4: -res // 4] = 1
+        self.nan_after, self.calls = nan_after, 0
+
+    def __len__(self) -> int:
+        return len(self.gray)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        self.calls += 1
+        gray = self.gray[i]
+        if self.nan_after is not None and self.calls > self.nan_after:
+            gray = torch.full_like(gray, float("nan"))
+        return {"gray": gray, "rgb": gray.repeat(3, 1, 1), "normal": self.normal[i], "mask": self.mask[i],
+                "detail_mask": self.detail[i]}
+
+
+def tiny(**overrides):
+    """The ci preset, shorter, for fast tests."""
+    values = dict(coarse_iters=12, refine_iters=6, coarse_batch=4, refine_batch=4, log_every=1,
+                  checkpoint_every=5, coarse_milestones=(2, 10))
+    values.update(overrides)
+    return get_config("ci", **values)
+
+
+def states_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_sampler_order_depends_only_on_seed_and_iteration():
+    full = list(SeededBatchSampler(10, 4, seed=3, start=0, end=7))
+    assert list(SeededBatchSampler(10, 4, seed=3, start=4, end=7)) == full[4:]
+    assert all(len(set(b)) == 4 for b in full)
+    assert sorted(full[0] + full[1]) != sorted(full[2] + full[3]) or full[:2] != full[2:4]  # epochs reshuffle
+    ranks = [list(SeededBatchSampler(10, 4, 3, 0, 7, rank=r, world=2)) for r in (0, 1)]
+    assert [a + b for a, b in zip(*ranks)] == full
+    with pytest.raises(ValueError, match="does not split"):
+        SeededBatchSampler(10, 3, 0, 0, 1, world=2)
+
+
+def test_ci_training_learns(tmp_path):
+    cfg = tiny(coarse_iters=60, refine_iters=30, log_every=5, checkpoint_every=100)
+    train_coarse(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    train_refiner(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    coarse = read_log(tmp_path / "coarse" / "log.csv")["g_supervised"]
+    refine = read_log(tmp_path / "refiner" / "log.csv")["reconstruction"]
+    assert coarse.iloc[-3:].mean() < 0.7 * coarse.iloc[:3].mean()
+    assert refine.iloc[-3:].mean() < 0.7 * refine.iloc[:3].mean()
+    assert sorted(p.name for p in (tmp_path / "coarse").glob("iter_*.pt")) == ["iter_0000002.pt", "iter_0000010.pt"]
+
+
+def test_same_seed_same_numbers_other_seed_differs(tmp_path):
+    runs = {}
+    for name, seed in (("a", 0), ("b", 0), ("c", 1)):
+        path = train_coarse(tiny(seed=seed, coarse_iters=4), tmp_path / name, dataset=RandomFaces(), progress=False)
+        runs[name] = (load_checkpoint(path, "coarse")["models"]["generator"],
+                      read_log(tmp_path / name / "coarse" / "log.csv").drop(columns="seconds"))
+    assert states_equal(runs["a"][0], runs["b"][0]) and runs["a"][1].equals(runs["b"][1])
+    assert not states_equal(runs["a"][0], runs["c"][0])
+
+
+@pytest.mark.parametrize("stage", ["coarse", "refiner"])
+def test_resume_equals_uninterrupted(tmp_path, stage):
+    cfg = tiny(paired=False)  # unpaired also exercises the exemplar swap
+    train_coarse(cfg, tmp_path / "full", dataset=RandomFaces(), progress=False)
+    train_coarse(cfg, tmp_path / "killed", dataset=RandomFaces(), progress=False,
+                 stop_after=8 if stage == "coarse" else None)
+    if stage == "refiner":
+        train_refiner(cfg, tmp_path / "full", dataset=RandomFaces(), progress=False)
+        train_refiner(cfg, tmp_path / "killed", dataset=RandomFaces(), progress=False, stop_after=4)
+    killed_log = read_log(tmp_path / "killed" / stage / "log.csv")
+    assert killed_log.index.max() in (8, 4)  # ran past its last checkpoint (5), then "died"
+    resume = train_coarse if stage == "coarse" else train_refiner
+    resume(cfg, tmp_path / "killed", dataset=RandomFaces(), progress=False)
+
+    full = load_checkpoint(tmp_path / "full" / stage / "latest.pt", stage)
+    resumed = load_checkpoint(tmp_path / "killed" / stage / "latest.pt", stage)
+    assert full["iteration"] == resumed["iteration"]
+    for name in full["models"]:
+        assert states_equal(full["models"][name], resumed["models"][name]), name
+    logs = [read_log(tmp_path / run / stage / "log.csv").drop(columns="seconds") for run in ("full", "killed")]
+    assert logs[0].equals(logs[1])
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    cfg = tiny(coarse_iters=12, checkpoint_every=2, coarse_milestones=())
+    poisoned = RandomFaces(nan_after=4 * 7)  # batches of 4: iteration 8 is the first with NaN
+    with pytest.raises(NonFiniteLossError, match=r"at iteration 8; training stopped, last good checkpoint"):
+        train_coarse(cfg, tmp_path, dataset=poisoned, progress=False)
+    saved = load_checkpoint(tmp_path / "coarse" / "latest.pt", "coarse")
+    assert saved["iteration"] == 6
+    assert all(torch.isfinite(v).all() for v in saved["models"]["generator"].values() if v.is_floating_point())
+
+
+def test_shading_term_is_zero_for_the_true_shape_and_grows_with_detail_error():
+    torch.manual_seed(0)
+    normals = torch.nn.functional.normalize(torch.randn(2, 3, 32, 32) * 0.3 + torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1), dim=1)
+    light = torch.tensor([0.3, 0.2, 0.6])
+    gray = (normals * light.view(1, 3, 1, 1)).sum(1, keepdim=True) + 0.1
+    mask = torch.ones(2, 1, 32, 32)
+    smooth = torch.nn.functional.normalize(torch.nn.functional.avg_pool2d(normals, 5, 1, 2), dim=1)
+    exact = high_frequency_shading_loss(normals, gray, normals, mask, sigma=2.0)
+    from_smooth_exemplar = high_frequency_shading_loss(normals, gray, smooth, mask, sigma=2.0)
+    wrong = high_frequency_shading_loss(smooth, gray, smooth, mask, sigma=2.0)
+    assert exact < 1e-5 and from_smooth_exemplar < 0.5 * wrong
+
+
+def _ddp_worker(rank: int, port: int, run_dir: str, results: dict) -> None:
+    os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    import torch.distributed as dist
+    cfg = tiny(coarse_iters=4, checkpoint_every=4, coarse_milestones=())
+    optimizers = []
+    hook = register_optimizer_step_post_hook(lambda opt, *_: optimizers.append(opt) if opt not in optimizers else None)
+    try:
+        train_coarse(cfg, run_dir, dataset=RandomFaces(), progress=False)
+        hook.remove()
+        generator = cfg.coarse.build_generator()
+        n_params = len(list(generator.parameters()))
+        trained = next(o for o in optimizers if len(o.param_groups[0]["params"]) == n_params)
+        mine = torch.cat([p.detach().flatten() for p in trained.param_groups[0]["params"]])
+        both = [None, None]
+        dist.all_gather_object(both, mine)
+        generator.load_state_dict(load_checkpoint(f"{run_dir}/coarse/latest.pt", "coarse")["models"]["generator"])
+        saved = torch.cat([p.detach().flatten() for p in generator.parameters()])
+        results[rank] = (torch.equal(both[0], both[1]), torch.equal(mine, saved))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    results = mp.Manager().dict()
+    mp.spawn(_ddp_worker, args=(port, str(tmp_path), results), nprocs=2, join=True)
+    assert dict(results) == {0: (True, True), 1: (True, True)}  # ranks in sync, checkpoint = their weights
+    assert load_checkpoint(tmp_path / "coarse" / "latest.pt", "coarse")["iteration"] == 4
