@@ -1,0 +1,141 @@
+"""Tables 1-3 (and a wild-split table the paper does not have), measured on our runs, written
+with the paper's reported rows beside them and a provenance header.
+
+    cfg, run_dir = prepare("smoke", "data", "results")
+    tables = build_tables(cfg, run_dir)            # {"table1": DataFrame, ...}
+    write_tables(tables, "results/tables/smoke", provenance(cfg, run_dir, seconds))
+
+Measured rows are labelled with the split they were measured on (synthetic data in the role of
+Photoface or Florence); the paper's rows are labelled "reported by the paper (...)".
+"""
+from __future__ import annotations
+
+import os
+import platform
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .checkpoint import git_revision
+from .config import ExperimentConfig
+from .evaluate import Evaluation, evaluate
+from .experiments import experiments, load_experiment
+from .paper import COLUMNS, reported_table
+from .train import data_manifest_hash, open_split
+
+#: Which experiment rows each table measures, on which split (the role the split plays).
+TABLE_ROWS = {
+    "table1": ("lab_test", "Photoface", ["Ours-unpaired", "Ours-paired", "Ours-paired + HF shading"]),
+    "table2": ("scans", "Florence", ["Ours-paired"]),
+    "table3": ("lab_test", "Photoface", ["Iter1k", "Iter50k", "A1", "A2", "w/o modulation", "AdaIN", "Ours-paired"]),
+}
+COARSE_ROW = "Coarse exemplar (supervised pix2pix U-Net)"
+TABLE3_FINAL_ROW = "Iter100k/A3/StyleGAN2"
+WILD_ROW_SPLITS = ("wild_test",)
+
+
+def _row(evaluation: Evaluation, stage: str, region: str = "face") -> pd.Series:
+    summary = evaluation.summary
+    row = summary[(summary["stage"] == stage) & (summary["region"] == region)].iloc[0]
+    return row[COLUMNS + ["images"]]
+
+
+def evaluate_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: list[str], split: str,
+                         progress: bool = True) -> dict[str, Evaluation]:
+    """``evaluate`` every named experiment on one split (the split's "normal" is the truth)."""
+    dataset = open_split(cfg, split)
+    return {name: evaluate(load_experiment(cfg, run_dir, name, cfg.device), dataset, progress=progress, name=split)
+            for name in names}
+
+
+def measured_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation], split: str, role: str,
+                   final_name: str | None = None) -> pd.DataFrame:
+    """Rows: the coarse exemplar (the final coarse checkpoint's, from "Ours-paired" when measured),
+    then each run's refined normals."""
+    reference = evaluations.get("Ours-paired", next(iter(evaluations.values())))
+    rows = {COARSE_ROW: _row(reference, "coarse")}
+    for name, evaluation in evaluations.items():
+        rows[final_name if (final_name and name == "Ours-paired") else name] = _row(evaluation, "refined")
+    frame = pd.DataFrame(rows).T
+    frame.insert(0, "source", f"measured: synthetic {split} ({role}'s role), preset {cfg.name}")
+    return frame
+
+
+def wild_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation]) -> pd.DataFrame:
+    """The wild split, whole face and detail region: coarse vs refined mean error for every run.
+    Not in the paper; it tests the paper's claim that refinement beats the exemplar in the wild."""
+    rows = {}
+    for name, evaluation in evaluations.items():
+        for region in ("face", "detail"):
+            coarse, refined = _row(evaluation, "coarse", region), _row(evaluation, "refined", region)
+            rows[(name, region)] = {"coarse mean": coarse["mean"], "refined mean": refined["mean"],
+                                    "refined - coarse": refined["mean"] - coarse["mean"],
+                                    "refined <20": refined["<20"], "images": refined["images"]}
+    frame = pd.DataFrame(rows).T
+    frame.index.names = ["run", "region"]
+    frame.insert(0, "source", f"measured: synthetic wild_test (FFHQ/CelebA/300-W role), preset {cfg.name}")
+    return frame
+
+
+def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, pd.DataFrame]:
+    """Measure Tables 1-3 and the wild table, each measured block followed by the paper's rows."""
+    tables, cache = {}, {}
+    for key, (split, role, names) in TABLE_ROWS.items():
+        missing = [n for n in names if (n, split) not in cache]
+        cache.update({(n, split): e for n, e in evaluate_experiments(cfg, run_dir, missing, split, progress).items()})
+        measured = measured_table(cfg, {n: cache[n, split] for n in names}, split, role,
+                                  TABLE3_FINAL_ROW if key == "table3" else None)
+        reported = reported_table(int(key[-1]))
+        tables[key] = pd.concat([measured, reported]).rename_axis("method")
+    wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_ROW_SPLITS[0], progress)
+    tables["wild"] = wild_table(cfg, wild)
+    return tables
+
+
+def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float) -> dict[str, str]:
+    """What made a table: code revision, preset, device, data, VGG weights, wall time."""
+    estimator = load_experiment(cfg, run_dir, "Ours-paired")
+    return {"git revision": git_revision(), "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
+            "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": estimator.provenance["vgg_weights"],
+            "wall time": f"{seconds:.0f} s"}
+
+
+def _device_name(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return platform.processor() or platform.machine()
+
+
+def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers to 2 decimals, image counts as integers (empty for the paper's rows)."""
+    frame = frame.copy()
+    for column in frame.columns:
+        if column == "images":
+            frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
+        elif column != "source":
+            frame[column] = pd.to_numeric(frame[column]).round(2)
+    return frame
+
+
+def write_tables(tables: dict[str, pd.DataFrame], folder: str | os.PathLike, meta: dict[str, str]) -> list[Path]:
+    """Each table as CSV, Markdown and LaTeX under ``folder``, each with the provenance header
+    (``# key: value`` lines in CSV and Markdown, ``% key: value`` in LaTeX)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = [f"{k}: {v}" for k, v in meta.items()]
+    written = []
+    for name, frame in tables.items():
+        frame = _rounded(frame)
+        outputs = {
+            ".csv": "".join(f"# {line}\n" for line in header) + frame.to_csv(),
+            ".md": "".join(f"- {line}\n" for line in header) + "\n" + frame.to_markdown() + "\n",
+            ".tex": "".join(f"% {line}\n" for line in header) + frame.to_latex(float_format="%.2f"),
+        }
+        for suffix, text in outputs.items():
+            path = folder / f"{name}{suffix}"
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, path)
+            written.append(path)
+    return written

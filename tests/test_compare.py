@@ -1,0 +1,82 @@
+"""hffne_lib.compare and ``hffne compare``: agreement with reference maps, offset correction, figure."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hffne_lib.cli import EXIT_NOTHING_DONE, EXIT_OK, main
+from hffne_lib.compare import CORRECTED, PLAIN, compare_folders, comparison_figure, offset_corrected
+from hffne_lib.conventions import normalize, to_uint8_image
+
+
+def sphere(size: int) -> tuple[torch.Tensor, np.ndarray]:
+    """A hemisphere's normals (3 x size x size, zero outside) and its disc mask."""
+    ys, xs = np.mgrid[0:size, 0:size] + 0.5
+    x, y = (xs - size / 2) / (size / 2.2), -(ys - size / 2) / (size / 2.2)
+    mask = x ** 2 + y ** 2 < 1
+    z = np.sqrt(np.clip(1 - x ** 2 - y ** 2, 0, 1))
+    normals = torch.from_numpy(np.stack([x, y, z]).astype(np.float32)) * torch.from_numpy(mask)
+    return normals, mask
+
+
+def write_pred(folder: Path, normals: torch.Tensor, mask: np.ndarray) -> None:
+    """The photo-frame files ``hffne predict`` writes."""
+    folder.mkdir(parents=True)
+    np.save(folder / "image_normals.npy", normals.permute(1, 2, 0).numpy())
+    Image.fromarray((mask * 255).astype(np.uint8)).save(folder / "image_mask.png")
+
+
+@pytest.fixture
+def folders(tmp_path):
+    """pred/, refs/ and photos/: "same" (the reference is ours, quantised), "biased" (ours with a
+    constant offset, min-max rescaled as the authors' PNGs), "unmatched" (no prediction)."""
+    normals, mask = sphere(48)
+    shifted = normalize((normals + torch.tensor([0.2, -0.3, 0.0])[:, None, None])[None])[0]
+    biased = to_uint8_image(shifted).astype(np.float32)
+    biased = np.round((biased - biased.min()) / (biased.max() - biased.min()) * 255).astype(np.uint8)
+    (tmp_path / "refs").mkdir()
+    (tmp_path / "photos").mkdir()
+    for name, ref in (("same", to_uint8_image(normals)), ("biased", biased), ("unmatched", biased)):
+        Image.fromarray(ref).save(tmp_path / "refs" / f"{name}.png")
+        Image.fromarray(np.full((48, 48, 3), 100, np.uint8)).save(tmp_path / "photos" / f"{name}.jpg")
+        if name != "unmatched":
+            write_pred(tmp_path / "pred" / name, normals, mask)
+    return tmp_path
+
+
+def test_agreement_with_and_without_offset_correction(folders):
+    table, overall, pairs, problems = compare_folders(folders / "pred", folders / "refs")
+    assert list(table.index) == ["biased", "same"] and problems == [f"unmatched.png: no prediction in {folders / 'pred' / 'unmatched'}"]
+    assert table.loc["same", PLAIN] < 0.5 and table.loc["same", CORRECTED] < 0.5
+    assert table.loc["biased", PLAIN] > 10 and table.loc["biased", CORRECTED] < table.loc["biased", PLAIN] / 2
+    assert overall.loc[PLAIN, "mean"] == pytest.approx(table[PLAIN].mean())
+    assert overall.loc[CORRECTED, "images"] == 2
+    figure = comparison_figure(pairs, table, folders / "photos")
+    assert len(figure.axes) == 6
+
+
+def test_offset_correction_matches_masked_means():
+    normals, mask = sphere(32)
+    theirs = normalize((normals + torch.tensor([0.1, 0.2, -0.1])[:, None, None])[None])[0]
+    corrected = offset_corrected(theirs, normals, mask)
+    inside = torch.from_numpy(mask)
+    assert torch.allclose(corrected.norm(dim=0)[inside], torch.ones(int(mask.sum())), atol=1e-5)
+    gap = lambda n: (n[:, inside].mean(1) - normals[:, inside].mean(1)).norm()  # noqa: E731
+    assert gap(corrected) < gap(theirs) / 3  # renormalising after the shift moves the mean a little
+
+
+def test_cli_writes_tables_and_figure(folders, capsys):
+    code = main(["compare", str(folders / "pred"), str(folders / "refs"), "--images", str(folders / "photos"),
+                 "--out", str(folders / "report")])
+    out = capsys.readouterr().out
+    assert code == EXIT_OK and "not accuracy" in out
+    assert all((folders / "report" / f).is_file() for f in ("per_image.csv", "overall.csv", "comparison.png"))
+
+
+def test_cli_nothing_to_compare(folders, capsys):
+    assert main(["compare", str(folders / "photos"), str(folders / "refs")]) == EXIT_NOTHING_DONE
+    assert "nothing to compare" in capsys.readouterr().err

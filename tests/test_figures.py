@@ -1,0 +1,192 @@
+"""Figures: panel counts on a tiny 64 px estimator and hand-made items, relighting, selections."""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from hffne_lib import figures
+from hffne_lib.coarse import UNetGenerator
+from hffne_lib.conventions import normalize, shade_lambertian
+from hffne_lib.data import LIGHT_FIELDS
+from hffne_lib.pipeline import NormalEstimator
+from hffne_lib.refiner import Refiner, RefinerConfig
+from hffne_lib.rendering import light_direction
+from hffne_lib.vgg import RANDOM_SOURCE
+
+RES = 64
+
+
+def tiny_estimator(architecture: str = "A1", seed: int = 0) -> NormalEstimator:
+    """Random-weight 64 px estimator whose VGG19 is marked as the random stand-in. The default
+    A1 has no VGG19 inside (fast); A2/A3 run the full VGG19 trunk."""
+    torch.manual_seed(seed)
+    coarse = UNetGenerator(1, base_width=8, depth=6)
+    refiner = Refiner(RefinerConfig(architecture=architecture, base_width=8, code_dim=16))
+    return NormalEstimator(coarse, refiner, {"vgg_weights": f"{RANDOM_SOURCE}, seed 0", "coarse_iteration": 7})
+
+
+def sphere(res: int = RES) -> tuple[torch.Tensor, torch.Tensor]:
+    """Unit normals of a sphere filling the image (3 x H x W, zero outside) and its mask (1 x H x W)."""
+    v, u = torch.meshgrid(torch.linspace(-1, 1, res), torch.linspace(-1, 1, res), indexing="ij")
+    mask = (u ** 2 + v ** 2 < 0.8).float()[None]
+    z = (1 - u ** 2 - v ** 2).clamp_min(0).sqrt()
+    return normalize(torch.stack([u, -v, z])[None])[0] * mask, mask
+
+
+def light_vector(direction: tuple[float, float, float]) -> torch.Tensor:
+    """A LIGHT_FIELDS vector of one directional light."""
+    values = dict.fromkeys(LIGHT_FIELDS, 0.0)
+    values.update(strength=1.0, dir_x=direction[0], dir_y=direction[1], dir_z=direction[2])
+    return torch.tensor([values[k] for k in LIGHT_FIELDS])
+
+
+def make_item(seed: int, identity: int | None = None, res: int = RES) -> dict:
+    """A dataset-shaped item: sphere normals, Lambertian grey image, colour albedo, light, pose."""
+    g = torch.Generator().manual_seed(seed)
+    normal, mask = sphere(res)
+    albedo = (0.3 + 0.6 * torch.rand(3, 1, 1, generator=g)).expand(3, res, res) * mask
+    direction = light_direction(float(torch.rand(1, generator=g)) * 160 - 80, 10.0)
+    rgb = albedo * shade_lambertian(normal[None], direction)[0]
+    detail = torch.zeros_like(mask)
+    detail[..., res // 4: res // 2, res // 4: -res // 4] = 1
+    return {"gray": rgb.mean(0, keepdim=True), "rgb": rgb, "normal": normal, "mask": mask, "detail_mask": detail * mask,
+            "albedo": albedo, "light": light_vector(tuple(direction.tolist())),
+            "identity": seed if identity is None else identity, "pose": torch.tensor([5.0 * seed, 0.0, 0.0])}
+
+
+def image_panels(fig: Figure) -> int:
+    """Number of image panels (colour bars excluded)."""
+    return sum(1 for ax in fig.axes if ax.images)
+
+
+def assert_titled(fig: Figure) -> None:
+    title = fig._suptitle.get_text()
+    assert "preset ci" in title and "RANDOM STAND-IN" in title
+
+
+@pytest.fixture(scope="module")
+def estimator() -> NormalEstimator:
+    return tiny_estimator()
+
+
+@pytest.fixture(scope="module")
+def items() -> list[dict]:
+    return [make_item(seed) for seed in range(2)]
+
+
+def test_single_estimator_figures_have_their_panels(estimator, items):
+    lights = figures.DEFAULT_LIGHTS
+    expected = {figures.figure_exemplar_vs_refined: 4 * len(items),
+                figures.figure_shading: 2 * len(items) * (2 + len(lights)),
+                figures.figure_error_maps: 6 * len(items),
+                figures.figure_relighting: len(items) * (3 + len(lights)),
+                figures.figure_variety: 3 * len(items)}
+    for draw, panels in expected.items():
+        fig = draw(estimator, items, "ci")
+        assert image_panels(fig) == panels, draw.__name__
+        assert_titled(fig)
+
+
+def test_real_faces_figure_without_ground_truth(estimator, items):
+    photos = [{"rgb": item["rgb"], "gray": item["gray"], "name": f"photo{i}"} for i, item in enumerate(items)]
+    fig = figures.figure_real_faces(estimator, photos, "ci")
+    assert image_panels(fig) == 4 * len(photos)
+    assert_titled(fig)
+
+
+def test_multi_estimator_figures(items):
+    runs = {"A1": tiny_estimator("A1", 1), "A2": tiny_estimator("A2", 2), "A3": tiny_estimator("A3", 3)}
+    fig8 = figures.figure_checkpoints(runs, items, "ci")
+    assert image_panels(fig8) == len(items) * (1 + 2 * len(runs))
+    assert "exemplar @ 7 it" in fig8.axes[1].get_title()
+    fig9 = figures.figure_architectures(runs, items, "ci")
+    assert image_panels(fig9) == len(items) * (2 + len(runs))
+    assert_titled(fig9)
+
+
+def test_failures_figure(estimator, items):
+    fig = figures.figure_failures(estimator, items[:1], items, "ci")
+    assert image_panels(fig) == 4 * 3
+    assert_titled(fig)
+
+
+def test_vgg_note_only_warns_for_the_stand_in(estimator):
+    trained = NormalEstimator(estimator.coarse_net, estimator.refiner, {"vgg_weights": "/w/vgg19.pth"})
+    assert "STAND-IN" not in figures.vgg_note([trained])
+    assert "STAND-IN" in figures.vgg_note([trained, estimator])
+    a1 = NormalEstimator(estimator.coarse_net, estimator.refiner, {"vgg_weights": "not used (architecture A1)"})
+    assert figures.vgg_note([a1]) == "VGG19: none in the refiner (A1)"
+    assert figures.vgg_note([a1, trained]) == "VGG19: ImageNet weights"
+
+
+def test_relit_panel_is_lambertian_and_moves_with_the_light():
+    normal, mask = sphere()
+    white = torch.ones(3, RES, RES)
+    for azimuth, elevation in ((0.0, 0.0), (40.0, -20.0)):
+        expected = shade_lambertian(normal[None], light_direction(azimuth, elevation))[0, 0] * mask[0]
+        relit = figures.relit_panel(white, normal, mask, azimuth, elevation, ambient=0.0)
+        np.testing.assert_allclose(relit[..., 1], expected.clamp(0, 1).numpy(), atol=1e-6)
+    # frontal light on a sphere: the shading is n_z
+    frontal = figures.shading_panel(normal, mask, 0.0, 0.0)
+    np.testing.assert_allclose(frontal[..., 0], normal[2].numpy(), atol=1e-6)
+    left = figures.relit_panel(white, normal, mask, -60.0, 0.0)
+    right = figures.relit_panel(white, normal, mask, 60.0, 0.0)
+    assert np.abs(left - right).mean() > 0.1
+    assert left[:, : RES // 2].mean() > left[:, RES // 2:].mean()   # light from the image left
+
+
+def test_albedo_from_the_dataset_or_estimated(items):
+    item = items[0]
+    albedo, source = figures.albedo_of(item, item["normal"])
+    assert source == "dataset albedo" and torch.equal(albedo, item["albedo"])
+    photo = {k: item[k] for k in ("gray", "rgb", "mask")}
+    estimated, source = figures.albedo_of(photo, item["normal"])
+    assert "estimated" in source and estimated.shape == (3, RES, RES)
+    # on lit pixels the SH fit recovers the albedo up to the mean grey albedo its light absorbs
+    lit = (item["mask"][0] > 0) & (item["gray"][0] > 0.2)
+    ratio = estimated[:, lit] / item["albedo"][:, lit]
+    assert ratio.std() / ratio.mean() < 0.05
+    assert ratio.mean() == pytest.approx(1 / float(item["albedo"][:, lit].mean()), rel=0.05)
+
+
+def test_error_panel_marks_background_white():
+    normal, mask = sphere()
+    error = figures.angular_error_map(normal, normal, mask)
+    panel = figures.error_panel(error)
+    assert panel.shape == (RES, RES, 3)
+    assert np.all(panel[0, 0] == 1.0) and float(error.nanmean()) < 1e-3
+
+
+def test_selections(estimator):
+    data = [make_item(seed, identity=seed // 2) for seed in range(6)]
+    data[3]["light"] = light_vector((0.99, 0.0, 0.14))
+    assert figures.light_angle(data[3]) == pytest.approx(math.degrees(math.atan2(0.99, 0.14)))
+    assert figures.extreme_light_indices(data, 1) == [3]
+    chosen = figures.variety_indices(data, 2)
+    assert len(chosen) == 2 and len({data[i]["identity"] for i in chosen}) == 2
+    worst = figures.worst_indices(estimator, data, 2)
+    assert len(worst) == 2 and all(0 <= i < len(data) for i in worst)
+
+
+def test_save_figure_writes_png(tmp_path, estimator, items):
+    path = figures.save_figure(figures.figure_variety(estimator, items[:1], "ci"), tmp_path / "a" / "fig.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_load_real_faces_detects_and_crops(tmp_path):
+    """A photo with no face is skipped; crops have the asked size (no face detector hit on noise)."""
+    from hffne_lib.data.images import save_image
+    save_image(tmp_path / "noise.png", np.random.default_rng(0).random((80, 80, 3)).astype(np.float32))
+    assert figures.load_real_faces(tmp_path, RES) == []
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        figures.load_real_faces(tmp_path / "missing", RES)
+
+
+def test_load_real_faces_on_the_shared_photos(shared_dir, estimator):
+    photos = figures.load_real_faces(shared_dir / "data" / "real_faces" / "images", RES, limit=2)
+    assert len(photos) == 2 and photos[0]["rgb"].shape == (3, RES, RES) and photos[0]["gray"].shape == (1, RES, RES)
+    assert image_panels(figures.figure_real_faces(estimator, photos, "ci")) == 8

@@ -1,0 +1,190 @@
+"""hffne_lib.predict: photos in every format, bad inputs one line each, checkpoints, outputs.
+
+Fixtures shared with test_cli.py and test_compare.py: ``tiny_run`` (untrained ci-preset
+checkpoints at 64 px built with the checkpoint API), ``estimator`` and ``face_photo`` (a real face
+from ../shared, or a synthetic render the detector finds when ../shared is absent).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from hffne_lib.checkpoint import make_payload, save_checkpoint
+from hffne_lib.config import get_config
+from hffne_lib.data import detect_faces
+from hffne_lib.official import CheckpointError
+from hffne_lib.pipeline import NormalEstimator
+from hffne_lib.predict import (FACE_OUTPUTS, IMAGE_OUTPUTS, NO_WEIGHTS_HELP, NoFaceError, iter_inputs,
+                               load_estimator, predict_image, predict_paths, resolve_checkpoints,
+                               write_prediction)
+from hffne_lib.refiner import Refiner
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_FACE = "data/real_faces/images/182716.png"
+
+
+def write_run(run_dir: Path, preset: str = "ci", **overrides) -> Path:
+    """Untrained coarse + refiner checkpoints of a preset under run_dir (the training layout);
+    the refiner records an exemplar path that no longer exists, as after moving a run."""
+    cfg = get_config(preset, **overrides)
+    torch.manual_seed(0)
+    save_checkpoint(run_dir / "coarse" / "latest.pt",
+                    make_payload("coarse", 1, cfg, {"generator": cfg.coarse.build_generator()}, {}, "unknown", "none"))
+    save_checkpoint(run_dir / "refiner" / "latest.pt",
+                    make_payload("refiner", 1, cfg, {"refiner": Refiner(cfg.refiner)}, {}, "unknown",
+                                 "random stand-in", exemplar={"path": "/moved/away/coarse/latest.pt", "iteration": 1}))
+    return run_dir
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    return write_run(tmp_path_factory.mktemp("run"))
+
+
+@pytest.fixture(scope="session")
+def estimator(tiny_run) -> NormalEstimator:
+    return load_estimator([tiny_run])
+
+
+@pytest.fixture(scope="session")
+def face_photo() -> np.ndarray:
+    """H x W x 3 uint8 RGB photo with one face the detector finds."""
+    shared = Path(os.environ.get("HFFNE_SHARED", REPO.parent / "shared"))
+    if (shared / REAL_FACE).is_file():
+        return np.asarray(Image.open(shared / REAL_FACE).convert("RGB"))
+    from hffne_lib.data import make_identity, render_sample
+    for identity in range(20):
+        rgb = render_sample(make_identity(identity, "wild", 0, 160), "wild", 0, 0, 160)["rgb"]
+        photo = np.round(rgb.permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+        if detect_faces(photo):
+            return photo
+    pytest.fail("no synthetic face the detector finds")
+
+
+def save(photo: np.ndarray, path: Path, **kwargs) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(photo).save(path, **kwargs)
+    return path
+
+
+FORMATS = ("a", "b", "c", "d_rgba", "e_grey16", "f_grey", "g_rgb16")
+
+
+@pytest.fixture(scope="module")
+def batch(estimator, face_photo, tmp_path_factory):
+    """One recursive batch over every format, a nested photo and every kind of bad input:
+    (input folder, output folder, summary)."""
+    root = tmp_path_factory.mktemp("batch")
+    photos = root / "in"
+    grey = np.asarray(Image.fromarray(face_photo).convert("L"))
+    save(face_photo, photos / "a.jpg", quality=95)
+    save(face_photo, photos / "b.webp", quality=95)
+    save(face_photo, photos / "c.bmp")
+    save(np.dstack([face_photo, np.full(grey.shape, 255, np.uint8)]), photos / "d_rgba.png")
+    Image.fromarray(grey.astype(np.uint16) * 257).save(photos / "e_grey16.png")
+    save(grey, photos / "f_grey.tif")
+    cv2.imwrite(str(photos / "g_rgb16.tiff"), face_photo[..., ::-1].astype(np.uint16) * 257)
+    save(face_photo, photos / "sub" / "deep.jpg")
+    (photos / "empty.png").write_bytes(b"")
+    (photos / "truncated.jpg").write_bytes((photos / "a.jpg").read_bytes()[:300])
+    (photos / "notes.png").write_text("not an image\n")
+    save(np.full((200, 200, 3), 128, np.uint8), photos / "blank.png")
+    save(face_photo[::16, ::16], photos / "tiny.png")
+    summary = predict_paths(estimator, [root / "missing.jpg", photos], root / "out", recursive=True, progress=False)
+    return photos, root / "out", summary
+
+
+def test_every_format_and_writes_every_output(batch, face_photo):
+    _, out, summary = batch
+    assert summary.counts["done"] == len(FORMATS) + 1, summary.messages
+    for name in FORMATS + ("sub/deep",):
+        assert all((out / name / f"face0_{n}").is_file() for n in FACE_OUTPUTS)
+        assert all((out / name / n).is_file() for n in IMAGE_OUTPUTS)
+    normals = np.load(out / "a" / "image_normals.npy")
+    assert normals.shape == (*face_photo.shape[:2], 3) and normals.dtype == np.float32
+
+
+def test_bad_inputs_one_line_each_and_the_batch_goes_on(batch):
+    _, _, summary = batch
+    assert summary.counts["unreadable"] == 4 and summary.counts["no face"] == 2
+    assert len(summary.messages) == 6 and all("\n" not in m for m in summary.messages)
+    for name, problem in (("missing.jpg", "no such file"), ("empty.png", "empty"), ("truncated.jpg", "truncated"),
+                          ("notes.png", "not an image"), ("blank.png", "no face found"), ("tiny.png", "too small")):
+        assert any(name in m and problem in m for m in summary.messages), (name, summary.messages)
+
+
+def test_folders_flat_unless_recursive(batch):
+    photos = batch[0]
+    flat = {name.as_posix() for _, name in iter_inputs([photos])}
+    deep = {name.as_posix() for _, name in iter_inputs([photos], recursive=True)}
+    assert "sub/deep" not in flat and deep == flat | {"sub/deep"}
+
+
+def test_never_overwrites_unless_asked(estimator, batch):
+    photos, out, _ = batch
+    first = out / "a" / "face0_normals.png"
+    first.write_bytes(b"mine")
+    again = predict_paths(estimator, [photos / "a.jpg"], out, progress=False)
+    assert again.counts["skipped (exists)"] == 1 and first.read_bytes() == b"mine"
+    forced = predict_paths(estimator, [photos / "a.jpg"], out, overwrite=True, progress=False)
+    assert forced.counts["done"] == 1 and first.read_bytes() != b"mine"
+
+
+def test_unwritable_output_folder(estimator, batch, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("a file where the output folder should be")
+    summary = predict_paths(estimator, [batch[0] / "c.bmp"], blocker / "out", progress=False)
+    assert summary.counts["not written"] == 1 and "cannot write" in summary.messages[0]
+
+
+def test_estimator_predict_matches_the_batch(estimator, batch):
+    photos, out, _ = batch
+    result = estimator.predict(photos / "c.bmp")
+    assert np.allclose(result.normals.permute(1, 2, 0).numpy(), np.load(out / "c" / "image_normals.npy"), atol=1e-5)
+
+
+def test_all_faces_shapes_and_paste_back(estimator, face_photo, tmp_path):
+    two = np.concatenate([face_photo, face_photo[:, ::-1]], axis=1)
+    result = predict_image(estimator, two.astype(np.float32) / 255.0, all_faces=True)
+    assert len(result.faces) == 2
+    face = result.faces[0]
+    assert face.normals.shape == (3, 64, 64) and face.crop.shape == (64, 64, 3)
+    assert torch.allclose(face.normals.norm(dim=0), torch.ones(64, 64), atol=1e-4)
+    height, width = two.shape[:2]
+    assert result.normals.shape == (3, height, width) and result.mask.shape == (height, width)
+    assert result.mask[:, :width // 2].any() and result.mask[:, width // 2:].any() and result.mask.mean() < 0.9
+    lengths = result.normals.norm(dim=0).numpy()
+    assert np.allclose(lengths[result.mask], 1.0, atol=1e-4) and not lengths[~result.mask].any()
+    paths = write_prediction(result, tmp_path / "two")
+    assert {p.name for p in paths} >= {"face1_normals.png", "image_normals.npy"} and all(p.is_file() for p in paths)
+
+
+def test_checkpoint_forms(tiny_run):
+    coarse, refiner = tiny_run / "coarse" / "latest.pt", tiny_run / "refiner" / "latest.pt"
+    for given in ([tiny_run], [tiny_run / "refiner"], [refiner], [coarse, refiner]):
+        assert resolve_checkpoints(given) == (coarse, refiner)
+
+
+def test_wrong_checkpoints_fail_in_one_line(tiny_run, tmp_path):
+    coarse, refiner = tiny_run / "coarse" / "latest.pt", tiny_run / "refiner" / "latest.pt"
+    with pytest.raises(CheckpointError, match="is a coarse checkpoint, expected a refiner"):
+        load_estimator([coarse])
+    other = write_run(tmp_path / "other", coarse__depth=5, resolution=32)
+    with pytest.raises(CheckpointError, match="trained at 64 px, expected 32 px"):
+        load_estimator([other / "coarse" / "latest.pt", refiner])
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        load_estimator([tmp_path / "nothing"])
+    with pytest.raises(CheckpointError) as err:
+        load_estimator()
+    assert str(err.value) == NO_WEIGHTS_HELP and "--checkpoint" in NO_WEIGHTS_HELP
+
+
+def test_no_face_raises(estimator):
+    with pytest.raises(NoFaceError, match="no face found"):
+        predict_image(estimator, np.full((120, 120, 3), 0.5, np.float32))
