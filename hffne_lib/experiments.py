@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+from tqdm.auto import tqdm
+
 from .checkpoint import LATEST, milestone_path
 from .config import ExperimentConfig, get_config, with_overrides
 from .pipeline import NormalEstimator
@@ -73,14 +75,23 @@ def prepare(preset: str, data_root: str | os.PathLike = "data", results_root: st
 
 def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: Iterable[str] | None = None,
                       progress: bool = True) -> dict[str, Path]:
-    """Train the coarse stage and the named refinement runs (default: all), skipping finished ones."""
+    """Train the coarse stage and the named refinement runs (default: all), skipping finished ones.
+
+    One progress bar over the runs (not one per run: notebook runners choke on the flood)."""
     run_dir = Path(run_dir)
-    train_coarse(cfg, run_dir, progress=progress)
+    names = list(names or experiments(cfg))
+    bar = tqdm(total=len(names) + 1, desc="runs", disable=not progress)
+    bar.set_postfix_str("coarse")
+    train_coarse(cfg, run_dir, progress=False)
+    bar.update()
     done = {}
-    for name in names or experiments(cfg):
+    for name in names:
+        bar.set_postfix_str(name)
         experiment = experiments(cfg)[name]
         done[name] = train_refiner(experiment_config(cfg, name), run_dir, stage_name=experiment.stage,
-                                   progress=progress)
+                                   progress=False)
+        bar.update()
+    bar.close()
     return done
 
 

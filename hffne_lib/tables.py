@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
 from .checkpoint import git_revision
 from .config import ExperimentConfig
@@ -43,10 +44,11 @@ def _row(evaluation: Evaluation, stage: str, region: str = "face") -> pd.Series:
 
 def evaluate_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: list[str], split: str,
                          progress: bool = True) -> dict[str, Evaluation]:
-    """``evaluate`` every named experiment on one split (the split's "normal" is the truth)."""
+    """``evaluate`` every named experiment on one split (the split's "normal" is the truth);
+    one progress bar over the experiments."""
     dataset = open_split(cfg, split)
-    return {name: evaluate(load_experiment(cfg, run_dir, name, cfg.device), dataset, progress=progress, name=split)
-            for name in names}
+    return {name: evaluate(load_experiment(cfg, run_dir, name, cfg.device), dataset, progress=False, name=split)
+            for name in tqdm(names, desc=f"evaluate {split}", disable=not progress or not names)}
 
 
 def measured_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation], split: str, role: str,
