@@ -79,7 +79,8 @@ def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: 
 
     One progress bar over the runs (not one per run: notebook runners choke on the flood)."""
     run_dir = Path(run_dir)
-    names = list(names or experiments(cfg))
+    known = experiments(cfg)
+    names = list(names or known)
     bar = tqdm(total=len(names) + 1, desc="runs", disable=not progress)
     bar.set_postfix_str("coarse")
     train_coarse(cfg, run_dir, progress=False)
@@ -87,7 +88,7 @@ def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: 
     done = {}
     for name in names:
         bar.set_postfix_str(name)
-        experiment = experiments(cfg)[name]
+        experiment = known[name]
         done[name] = train_refiner(experiment_config(cfg, name), run_dir, stage_name=experiment.stage,
                                    progress=False)
         bar.update()

@@ -33,7 +33,7 @@ TABLE_ROWS = {
 }
 COARSE_ROW = "Coarse exemplar (supervised pix2pix U-Net)"
 TABLE3_FINAL_ROW = "Iter100k/A3/StyleGAN2"
-WILD_ROW_SPLITS = ("wild_test",)
+WILD_SPLIT = "wild_test"
 
 
 def _row(evaluation: Evaluation, stage: str, region: str = "face") -> pd.Series:
@@ -90,7 +90,7 @@ def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bo
                                   TABLE3_FINAL_ROW if key == "table3" else None)
         reported = reported_table(int(key[-1]))
         tables[key] = pd.concat([measured, reported]).rename_axis("method")
-    wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_ROW_SPLITS[0], progress)
+    wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_SPLIT, progress)
     tables["wild"] = wild_table(cfg, wild)
     return tables
 
