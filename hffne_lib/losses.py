@@ -4,20 +4,29 @@ Shapes: normals B x 3 x H x W unit vectors; images B x 3 x H x W in [0, 1]; mask
 """
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .filters import high_pass, low_pass
 from .vgg import VGG19Features
 
 #: The release divides the mean relu1_2 L1 by 256 * 256 before adding it (PAPER.md, eq. 10).
 PERCEPTUAL_RELEASE_SCALE = 1.0 / (256 * 256)
 
 
-def reconstruction_loss(refined: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
-    """Smooth-L1 between refined normals and the coarse exemplar (eq. 10's first term)."""
+def reconstruction_loss(refined: torch.Tensor, exemplar: torch.Tensor, mask: torch.Tensor | None = None,
+                        sigma: float = 0.0) -> torch.Tensor:
+    """Smooth-L1 between refined normals and the coarse exemplar (eq. 10's first term).
+
+    BEYOND THE PAPER, ``sigma`` > 0 (px, needs ``mask``): inside the mask only the low frequencies
+    (``filters.low_pass``) of both are compared, so the exemplar gives the global shape and leaves
+    the fine band free for the image terms; outside it the normals are compared as they are.
+    """
+    if sigma > 0:
+        inside = mask.to(refined.dtype)
+        refined = low_pass(refined, mask, sigma) * inside + refined * (1 - inside)
+        exemplar = low_pass(exemplar, mask, sigma) * inside + exemplar * (1 - inside)
     return F.smooth_l1_loss(refined, exemplar)
 
 
@@ -64,26 +73,6 @@ def gan_loss(logits: torch.Tensor, is_real: bool) -> torch.Tensor:
 
 
 # BEYOND THE PAPER: a shading term on high frequencies (ExperimentConfig.shading_weight).
-def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (reflect padding): B x C x H x W -> B x C x H x W; sigma in px."""
-    radius = max(1, math.ceil(3 * sigma))
-    x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
-    kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))
-    kernel = kernel / kernel.sum()
-    channels = images.shape[1]
-    out = F.pad(images, (radius, radius, 0, 0), mode="reflect")
-    out = F.conv2d(out, kernel.view(1, 1, 1, -1).repeat(channels, 1, 1, 1), groups=channels)
-    out = F.pad(out, (0, 0, radius, radius), mode="reflect")
-    return F.conv2d(out, kernel.view(1, 1, -1, 1).repeat(channels, 1, 1, 1), groups=channels)
-
-
-def high_pass(images: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Image minus its mask-normalised Gaussian blur (background does not leak in): B x C x H x W."""
-    weight = mask.to(images.dtype)
-    low = gaussian_blur(images * weight, sigma) / gaussian_blur(weight, sigma).clamp_min(1e-3)
-    return (images - low) * weight
-
-
 def fit_lighting(gray: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, ridge: float = 1e-6) -> torch.Tensor:
     """Least-squares first-order lighting per image: gray ~ n . l + ambient over the mask.
 

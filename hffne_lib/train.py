@@ -2,7 +2,7 @@
 
     cfg = get_config("ci", data_root="data")
     coarse_ckpt = train_coarse(cfg, "results/runs/ci")        # pix2pix on lab_train (ground truth)
-    refiner_ckpt = train_refiner(cfg, "results/runs/ci")      # eq. 10 on wild_train (no ground truth)
+    refiner_ckpt = train_refiner(cfg, "results/runs/ci")      # eq. 10 on images, no ground truth
 
 Command line (torchrun for several GPUs, or several CPU processes with the gloo backend):
 
@@ -10,7 +10,8 @@ Command line (torchrun for several GPUs, or several CPU processes with the gloo 
     torchrun --nproc_per_node 2 -m hffne_lib.train coarse --preset gpu --run-dir ...
 
 Every run writes ``<run_dir>/<stage>/latest.pt`` (and milestone checkpoints for the coarse stage)
-and a CSV loss log ``<run_dir>/<stage>/log.csv``. A run resumes from ``latest.pt`` when one
+and a CSV loss log ``<run_dir>/<stage>/log.csv``; with ``eval_every`` > 0 a refinement run
+also logs its test-split errors (hffne_lib.evaluate) to ``<run_dir>/<stage>/eval.csv``. A run resumes from ``latest.pt`` when one
 exists and ends with the same numbers as an uninterrupted run: the data order is a pure function
 of (seed, iteration), and the RNG and optimiser states travel in the checkpoint.
 """
@@ -40,13 +41,15 @@ from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, mil
 from .config import ExperimentConfig, get_config
 from .losses import (PerceptualLoss, gan_loss, high_frequency_shading_loss, reconstruction_loss,
                      supervised_normal_loss)
+from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .official import CheckpointError
+from .pipeline import NormalEstimator
 from .refiner import Refiner
 from .vgg import load_vgg19
 
 #: Config fields a resumed run may change (they do not alter the numbers it computes).
 RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "cpu_threads", "log_every",
-                     "checkpoint_every", "data_root"}
+                     "checkpoint_every", "data_root", "eval_every", "eval_splits"}
 
 
 class NonFiniteLossError(RuntimeError):
@@ -221,6 +224,17 @@ class LossLog:
                 self.writer.add_scalar(name, value, iteration)
 
 
+def measure_refinement(coarse_net: nn.Module, refiner: Refiner, datasets: dict[str, Dataset],
+                       device: torch.device) -> dict[str, float]:
+    """Mean errors ("split/region/stage" -> degrees, hffne_lib.evaluate) of the refiner being
+    trained. The global RNG is left as it was (a resumed run must match an uninterrupted one)
+    and the refiner goes back to train mode."""
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        summary = evaluate_splits(NormalEstimator(coarse_net, refiner), datasets, progress=False).summary
+    refiner.train()
+    return {f"{row.split}/{row.region}/{row.stage}": row.mean for row in summary.itertuples()}
+
+
 def read_log(path: str | os.PathLike) -> pd.DataFrame:
     """A run's loss log as a DataFrame indexed by iteration."""
     return pd.read_csv(path).set_index("iteration")
@@ -345,7 +359,8 @@ def exemplar_checkpoint(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> Pa
 
 
 def refinement_data(cfg: ExperimentConfig) -> Dataset:
-    """The ground-truth-free training images: wild_train, optionally with lab_train mixed in."""
+    """The ground-truth-free training images: ``cfg.refine_splits`` (default wild_train and
+    lab_train, their normals unused), concatenated."""
     splits = [open_split(cfg, split) for split in cfg.refine_splits]
     return splits[0] if len(splits) == 1 else ConcatDataset(splits)
 
@@ -362,14 +377,18 @@ def install_vgg(refiner: Refiner, cfg: ExperimentConfig) -> str:
 
 def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_checkpoint: str | os.PathLike | None = None,
                   stage_name: str = "refiner", resume: bool = True, dataset: Dataset | None = None,
-                  progress: bool = True, stop_after: int | None = None) -> Path:
+                  progress: bool = True, stop_after: int | None = None,
+                  eval_datasets: dict[str, Dataset] | None = None) -> Path:
     """Train the exemplar-based refiner (eq. 10) without ground truth; returns ``<stage>/latest.pt``.
 
     Exemplars come from ``coarse_checkpoint`` (default: ``exemplar_checkpoint(cfg, run_dir)``),
     computed under no_grad in eval mode; unpaired runs give each face the exemplar of the next
     face in the batch. Loss: lambda_ref * smooth-L1(N, R) + perceptual_weight * relu1_2 L1 (the
-    release's scale) [+ shading_weight * high-frequency shading, beyond the paper].
+    release's scale) [+ shading_weight * high-frequency shading; reconstruction_sigma > 0 compares
+    only low frequencies to the exemplar: both beyond the paper].
     ``stage_name`` names the sub-folder, so variants can share one run_dir and one coarse stage.
+    With ``cfg.eval_every`` > 0 the held-out ``eval_datasets`` (default: the benchmark's
+    ``cfg.eval_splits``) are measured every that many iterations into ``<stage>/eval.csv``.
     """
     rt = setup_runtime(cfg)
     stage_dir = Path(run_dir) / stage_name
@@ -398,6 +417,12 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         raise ValueError("unpaired refinement needs at least 2 images per process batch to swap exemplars")
     columns = ["loss", "reconstruction", "perceptual"] + (["shading"] if cfg.shading_weight else [])
     log = LossLog(stage_dir / "log.csv", columns, start, rt.is_main)
+    measured = {}
+    if cfg.eval_every and rt.is_main:
+        measured = eval_datasets or {split: open_split(cfg, split) for split in cfg.eval_splits}
+    eval_log = LossLog(stage_dir / "eval.csv", [f"{split}/{region}/{stage}" for split in measured
+                                                for region in REGIONS for stage in (*STAGES, DETAIL_FREE)],
+                       start, bool(measured))
     exemplar_info = {"path": str(coarse_path), "iteration": coarse_payload["iteration"]}
 
     net.train()
@@ -412,7 +437,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
             exemplar = exemplar.roll(1, dims=0)
         with rt.autocast(cfg.amp):
             refined = net(gray, exemplar).float()
-            losses = {"reconstruction": reconstruction_loss(refined, exemplar),
+            losses = {"reconstruction": reconstruction_loss(refined, exemplar, mask, cfg.reconstruction_sigma),
                       "perceptual": perceptual(refined, rgb)}
         loss = cfg.lambda_ref * losses["reconstruction"] + cfg.perceptual_weight * losses["perceptual"]
         if cfg.shading_weight:
@@ -426,6 +451,9 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         if iteration % cfg.log_every == 0 or iteration == cfg.refine_iters:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
+        if measured and iteration % cfg.eval_every == 0:
+            eval_log.write(iteration, time.perf_counter() - t0,
+                           measure_refinement(coarse_net, unwrap(net), measured, rt.device))
         if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters):
             save_checkpoint(stage_dir / LATEST, make_payload(
                 "refiner", iteration, cfg, {"refiner": unwrap(net)}, {"refiner": optimizer}, manifest,
@@ -450,18 +478,23 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
-def main(argv: list[str] | None = None) -> None:
+def parse_command_line(argv: list[str] | None = None) -> tuple[argparse.Namespace, ExperimentConfig]:
+    """Command-line words -> (arguments, config). ``--set`` may be repeated; all of them apply."""
     parser = argparse.ArgumentParser(description="Train HFFNE's coarse and/or refinement stage.")
     parser.add_argument("stage", choices=["coarse", "refiner", "both"])
     parser.add_argument("--preset", default="ci")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--stage-name", default="refiner", help="sub-folder of the refinement run")
-    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. refine_iters=100 refiner__architecture=A1")
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    cfg = get_config(args.preset, **parse_overrides(args.set))
+    return args, get_config(args.preset, **parse_overrides(args.set))
+
+
+def main(argv: list[str] | None = None) -> None:
+    args, cfg = parse_command_line(argv)
     kwargs = {"resume": not args.no_resume, "progress": not args.no_progress}
     try:
         if args.stage in ("coarse", "both"):

@@ -7,7 +7,7 @@ import pytest
 import torch
 import torch.nn as nn
 
-from hffne_lib.evaluate import compare, evaluate, evaluate_splits
+from hffne_lib.evaluate import DETAIL_FREE, REGIONS, compare, evaluate, evaluate_splits
 from hffne_lib.pipeline import NormalEstimator
 from test_train import RandomFaces
 
@@ -41,7 +41,7 @@ def test_evaluate_reports_known_angles_per_stage_and_region():
     assert summary.loc[("refined", "detail"), "mean"] == pytest.approx(30.0, abs=1e-3)
     assert summary.loc[("coarse", "face"), "<20"] == 100.0 and summary.loc[("refined", "face"), "<25"] == 0.0
     assert (summary["images"] == 5).all() and (result.summary["split"] == "toy").all()
-    assert len(result.per_image) == 5 * 4 and set(result.per_image["image"]) == {str(i) for i in range(5)}
+    assert len(result.per_image) == 5 * 3 * len(REGIONS) and set(result.per_image["image"]) == {str(i) for i in range(5)}
 
 
 def test_detail_region_is_measured_separately():
@@ -52,5 +52,10 @@ def test_detail_region_is_measured_separately():
     summary = table.summary.set_index(["split", "stage", "region"])
     detail, face = summary.loc[("a", "coarse", "detail"), "mean"], summary.loc[("a", "coarse", "face"), "mean"]
     assert detail > 45.0 and 0.0 < face < detail
+    # the fine band (sigma 0.5 px at 32 px) sees the detail's edges only; the exact stage scores 0
+    assert 1.0 < summary.loc[("a", "coarse", "fine"), "mean"] < detail
+    exact = evaluate(estimator, RandomFaces(n=3, res=32), progress=False).summary.set_index(["stage", "region"])
+    assert exact.loc[("coarse", "fine"), "mean"] < 1e-3
+    assert exact.loc[(DETAIL_FREE, "fine"), "mean"] > 0.0 == exact.loc[("coarse", "fine"), "mean"].round(3)
     wide = compare({"run": table})
     assert wide.loc[("b", "detail"), ("run", "refined")] == pytest.approx(detail)

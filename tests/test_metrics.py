@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from hffne_lib.metrics import angular_error, evaluate_set, image_errors, per_image_table, summarize_errors
+from hffne_lib.metrics import (angular_error, evaluate_set, fine_band_error, image_errors, per_image_table,
+                               summarize_errors)
 
 
 def _rotate_about_x(normals: torch.Tensor, degrees: float) -> torch.Tensor:
@@ -64,3 +65,31 @@ def test_per_image_table_and_empty_masks():
     assert list(table.index) == ["a", "b"] and table["mean"].tolist() == pytest.approx([30.0, 30.0], abs=1e-3)
     with pytest.raises(ValueError, match="every mask is empty"):
         summarize_errors(image_errors(target, target, torch.zeros(2, 1, 2, 2)))
+
+
+def _bumpy_surface(size=48, bump_degrees=20.0):
+    """Frontal plane with a checker of ridges tilted +-bump_degrees about x (period 4 px)."""
+    rows = torch.arange(size).view(size, 1).expand(size, size)
+    sign = torch.where((rows // 2) % 2 == 0, 1.0, -1.0)
+    tilt = torch.deg2rad(bump_degrees * sign)
+    return torch.stack([torch.zeros_like(tilt), torch.sin(tilt), torch.cos(tilt)]).unsqueeze(0)
+
+
+def test_fine_band_error_ignores_a_global_tilt_but_not_missing_detail():
+    truth = _bumpy_surface()
+    mask = torch.ones(1, 1, 48, 48, dtype=torch.bool)
+    tilted = _rotate_about_x(truth, 25.0)   # right detail, wrong global shape
+    smooth = _frontal(size=48)              # right global shape, no detail
+    inner = (slice(None), slice(8, 40), slice(8, 40))  # away from the filter's border
+    assert angular_error(tilted, truth)[inner].mean() == pytest.approx(25.0, abs=0.5)
+    # a tilt also turns the detail vectors themselves (2 * sin(12.5 deg) of the bumps' size)
+    assert fine_band_error(tilted, truth, mask, sigma=3.0)[inner].mean() < 4.0
+    assert fine_band_error(smooth, truth, mask, sigma=3.0)[inner].mean() > 15.0
+    assert fine_band_error(truth, truth, mask, sigma=3.0).max() < 1e-3
+
+
+def test_image_errors_takes_precomputed_errors():
+    target = _frontal(size=4)
+    mask = torch.ones(1, 1, 4, 4)
+    given = torch.full((1, 4, 4), 7.0)
+    assert image_errors(target, target, mask, given)[0].tolist() == [7.0] * 16

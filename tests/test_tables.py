@@ -66,5 +66,7 @@ def test_wild_table_covers_every_experiment(two_runs):
     wild = tables["wild"]
     cfg, _ = prepare("ci", "data", "results", **TINY)
     assert set(wild.index.get_level_values("run")) == set(experiments(cfg))
-    assert set(wild.index.get_level_values("region")) == {"face", "detail"}
+    assert set(wild.index.get_level_values("region")) == {"face", "detail", "fine"}
+    fine = wild.xs("fine", level="region")
+    assert (fine["detail-free truth mean"] > 0).all() and fine["detail-free truth mean"].nunique() == 1
     assert (wild["refined - coarse"] == wild["refined mean"] - wild["coarse mean"]).all()

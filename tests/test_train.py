@@ -13,7 +13,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
 from hffne_lib.losses import high_frequency_shading_loss
-from hffne_lib.train import NonFiniteLossError, SeededBatchSampler, read_log, train_coarse, train_refiner
+from hffne_lib.train import (NonFiniteLossError, SeededBatchSampler, parse_command_line, read_log, train_coarse,
+                             train_refiner)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -113,6 +114,28 @@ def test_resume_equals_uninterrupted(tmp_path, stage):
     assert logs[0].equals(logs[1])
 
 
+def test_evaluation_during_training_is_logged_and_changes_nothing(tmp_path):
+    cfg = tiny(refine_iters=6, checkpoint_every=3)
+    train_coarse(cfg, tmp_path / "plain", dataset=RandomFaces(), progress=False)
+    coarse = tmp_path / "plain" / "coarse" / "latest.pt"
+    held_out = {"toy_test": RandomFaces(n=4, seed=1)}
+    runs = {"plain": dict(cfg=cfg), "measured": dict(cfg=tiny(refine_iters=6, checkpoint_every=3, eval_every=2)),
+            "killed": dict(cfg=tiny(refine_iters=6, checkpoint_every=3, eval_every=2), stop_after=5)}
+    for name, run in runs.items():
+        train_refiner(run["cfg"], tmp_path / name, coarse_checkpoint=coarse, dataset=RandomFaces(), progress=False,
+                      eval_datasets=held_out, stop_after=run.get("stop_after"))
+    train_refiner(runs["killed"]["cfg"], tmp_path / "killed", coarse_checkpoint=coarse, dataset=RandomFaces(),
+                  progress=False, eval_datasets=held_out)           # resumes from iteration 3
+    saved = {name: load_checkpoint(tmp_path / name / "refiner" / "latest.pt", "refiner") for name in runs}
+    for name in ("measured", "killed"):   # same weights, and the global RNG was left as it was
+        assert states_equal(saved["plain"]["models"]["refiner"], saved[name]["models"]["refiner"])
+        assert torch.equal(saved["plain"]["rng"]["torch"], saved[name]["rng"]["torch"])
+    assert not (tmp_path / "plain" / "refiner" / "eval.csv").exists()
+    logs = [read_log(tmp_path / name / "refiner" / "eval.csv").drop(columns="seconds") for name in ("measured", "killed")]
+    assert list(logs[0].index) == [2, 4, 6] and logs[0].equals(logs[1])
+    assert (logs[0]["toy_test/face/coarse"] > 0).all() and logs[0]["toy_test/face/refined"].nunique() == 3
+
+
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     cfg = tiny(coarse_iters=12, checkpoint_every=2, coarse_milestones=())
     poisoned = RandomFaces(nan_after=4 * 7)  # batches of 4: iteration 8 is the first with NaN
@@ -168,3 +191,10 @@ def test_ddp_two_gloo_processes(tmp_path):
     mp.spawn(_ddp_worker, args=(port, str(tmp_path), results), nprocs=2, join=True)
     assert dict(results) == {0: (True, True), 1: (True, True)}  # ranks in sync, checkpoint = their weights
     assert load_checkpoint(tmp_path / "coarse" / "latest.pt", "coarse")["iteration"] == 4
+
+
+def test_repeated_set_options_all_apply():
+    args, cfg = parse_command_line(["both", "--preset", "cpu", "--run-dir", "runs/x", "--set", "data_root=elsewhere",
+                                    "--set", "eval_every=250", "refiner__architecture=A1"])
+    assert (cfg.data_root, cfg.eval_every, cfg.refiner.architecture) == ("elsewhere", 250, "A1")
+    assert args.stage == "both" and cfg.name == "cpu"
