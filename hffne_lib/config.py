@@ -8,7 +8,8 @@ underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
   ci     64 px data preset "ci", tiny widths; both stages in about 90 s on 2 CPU cores.
   smoke  the ci data and widths with 3x the coarse and 2.5x the refinement iterations: the default
          of ``make reproduce`` (every notebook, all Table 3 runs, under 15 min on 2 CPU cores).
-  cpu    128 px data preset "cpu"; a meaningful demo, both stages in under 30 min on 2 cores.
+  cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (~0.3 s each on
+         2 idle cores), refinement 1,500 (~0.6 s each), about 22 min for both stages.
   gpu    256 px data preset "gpu", the paper's architectures; about 10 min on one H100
          (bf16 autocast, channels_last, cudnn.benchmark). How the counts were chosen is in
          ``GPU_BUDGET_NOTE``.
