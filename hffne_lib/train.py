@@ -11,9 +11,10 @@ Command line (torchrun for several GPUs, or several CPU processes with the gloo 
 
 Every run writes ``<run_dir>/<stage>/latest.pt`` (and milestone checkpoints for the coarse stage)
 and a CSV loss log ``<run_dir>/<stage>/log.csv``; with ``eval_every`` > 0 a refinement run
-also logs its test-split errors (hffne_lib.evaluate) to ``<run_dir>/<stage>/eval.csv``. A run resumes from ``latest.pt`` when one
-exists and ends with the same numbers as an uninterrupted run: the data order is a pure function
-of (seed, iteration), and the RNG and optimiser states travel in the checkpoint.
+also logs its test-split errors (hffne_lib.evaluate) to ``<run_dir>/<stage>/eval.csv``. A run
+resumes from ``latest.pt`` when one exists and ends with the same numbers as an uninterrupted
+run: the data order is a pure function of (seed, iteration), and the RNG and optimiser states
+travel in the checkpoint.
 """
 from __future__ import annotations
 
@@ -39,9 +40,9 @@ from tqdm.auto import tqdm
 from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
 from .config import ExperimentConfig, get_config
+from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .losses import (PerceptualLoss, gan_loss, high_frequency_shading_loss, reconstruction_loss,
                      supervised_normal_loss)
-from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .refiner import Refiner
@@ -224,6 +225,11 @@ class LossLog:
                 self.writer.add_scalar(name, value, iteration)
 
 
+def eval_column(split: str, region: str, stage: str) -> str:
+    """The eval.csv column of one mean error (hffne_lib.evaluate's split, region and stage)."""
+    return f"{split}/{region}/{stage}"
+
+
 def measure_refinement(coarse_net: nn.Module, refiner: Refiner, datasets: dict[str, Dataset],
                        device: torch.device) -> dict[str, float]:
     """Mean errors ("split/region/stage" -> degrees, hffne_lib.evaluate) of the refiner being
@@ -232,7 +238,7 @@ def measure_refinement(coarse_net: nn.Module, refiner: Refiner, datasets: dict[s
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         summary = evaluate_splits(NormalEstimator(coarse_net, refiner), datasets, progress=False).summary
     refiner.train()
-    return {f"{row.split}/{row.region}/{row.stage}": row.mean for row in summary.itertuples()}
+    return {eval_column(row.split, row.region, row.stage): row.mean for row in summary.itertuples()}
 
 
 def read_log(path: str | os.PathLike) -> pd.DataFrame:
@@ -420,7 +426,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     measured = {}
     if cfg.eval_every and rt.is_main:
         measured = eval_datasets or {split: open_split(cfg, split) for split in cfg.eval_splits}
-    eval_log = LossLog(stage_dir / "eval.csv", [f"{split}/{region}/{stage}" for split in measured
+    eval_log = LossLog(stage_dir / "eval.csv", [eval_column(split, region, stage) for split in measured
                                                 for region in REGIONS for stage in (*STAGES, DETAIL_FREE)],
                        start, bool(measured))
     exemplar_info = {"path": str(coarse_path), "iteration": coarse_payload["iteration"]}
