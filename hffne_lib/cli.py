@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 
 from .official import CheckpointError
@@ -48,11 +49,13 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
 def run_predict(args: argparse.Namespace) -> int:
     from .predict import load_estimator, predict_paths  # torch and the models load only when asked
 
+    start = time.perf_counter()
     try:
         estimator = load_estimator(args.checkpoint, args.official_exemplar, args.official_refiner, args.device)
     except CheckpointError as err:
         print(f"hffne predict: {err}", file=sys.stderr)
         return EXIT_USAGE
+    print(f"hffne predict: model loaded in {time.perf_counter() - start:.2f} s on {args.device}")
     summary = predict_paths(estimator, args.paths, args.out, args.recursive, args.all_faces, args.overwrite,
                             progress=not args.no_progress)
     for message in summary.messages:

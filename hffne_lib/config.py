@@ -89,6 +89,9 @@ class ExperimentConfig:
     # ``shading_sigma`` px), which albedo, being smooth, mostly leaves out.
     shading_weight: float = 0.0
     shading_sigma: float = 2.0
+    # > 0 (grey units): the shading residual is scored robustly (Geman-McClure at this scale), so
+    # residuals far above it, where an albedo edge (brow, lip, eye) meets the skin, stop pulling.
+    shading_robust_scale: float = 0.0
     # BEYOND THE PAPER (off by default): > 0 makes the smooth-L1 to the exemplar compare only the
     # low frequencies (Gaussian sigma in px) inside the face mask: the exemplar's own fine band is
     # wrong (its fine-band error is above a detail-free prediction's), so copying it copies noise.

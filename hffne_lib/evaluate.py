@@ -42,6 +42,25 @@ class Evaluation:
     per_image: pd.DataFrame
 
 
+def detail_free(truth: torch.Tensor, face: torch.Tensor) -> torch.Tensor:
+    """The DETAIL_FREE reference: ``truth`` (B x 3 x H x W) low-passed inside ``face`` (B x 1 x H x W)
+    by the fine band's Gaussian (sigma = side * FINE_BAND_SIGMA px). Not renormalised."""
+    return low_pass(truth, face, truth.shape[-1] * FINE_BAND_SIGMA)
+
+
+def region_errors(pred: torch.Tensor, truth: torch.Tensor, face: torch.Tensor,
+                  detail_mask: torch.Tensor) -> dict[str, list[torch.Tensor]]:
+    """Per-image angular errors (degrees, one 1-D tensor of pixels per image) in each of REGIONS.
+
+    pred, truth: B x 3 x H x W; face, detail_mask: B x 1 x H x W (bool or 0/1).
+    """
+    face = face.bool()
+    detail = face & detail_mask.bool()
+    fine = fine_band_error(pred, truth, face, truth.shape[-1] * FINE_BAND_SIGMA)
+    return {"face": image_errors(pred, truth, face), "detail": image_errors(pred, truth, detail),
+            "fine": image_errors(pred, truth, detail, fine)}
+
+
 def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16, target: str = "normal",
              progress: bool = True, name: str = "") -> Evaluation:
     """Angular errors of the coarse exemplar and the refined normals on every item of ``dataset``
@@ -56,15 +75,12 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
         gray = batch["gray"]
         truth = batch[target]
         face = batch["mask"].bool()
-        detail = face & batch["detail_mask"].bool()
-        sigma = gray.shape[-1] * FINE_BAND_SIGMA
         coarse = estimator.coarse(gray).cpu()
         outputs = {"coarse": coarse, "refined": estimator.refine(gray, coarse).cpu(),
-                   DETAIL_FREE: low_pass(truth, face, sigma)}
+                   DETAIL_FREE: detail_free(truth, face)}
         for stage, pred in outputs.items():
-            errors[stage, "face"] += image_errors(pred, truth, face)
-            errors[stage, "detail"] += image_errors(pred, truth, detail)
-            errors[stage, "fine"] += image_errors(pred, truth, detail, fine_band_error(pred, truth, face, sigma))
+            for region, per_image in region_errors(pred, truth, face, batch["detail_mask"]).items():
+                errors[stage, region] += per_image
 
     rows, tables = [], []
     for (stage, region), per_image in errors.items():

@@ -88,14 +88,60 @@ def fit_lighting(gray: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, 
 
 
 def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemplar: torch.Tensor,
-                                mask: torch.Tensor, sigma: float) -> torch.Tensor:
+                                mask: torch.Tensor, sigma: float, robust_scale: float = 0.0) -> torch.Tensor:
     """BEYOND THE PAPER. L1 between the high frequencies of the grey image and of the shading of
     ``normals`` under the light fitted to the exemplar (no gradient through the fit).
 
-    normals, exemplar: B x 3 x H x W unit; gray, mask: B x 1 x H x W. Returns a scalar (grey units).
+    ``robust_scale`` s > 0 (grey units) scores each residual r by Geman-McClure, s r^2 / (r^2 + s^2),
+    in place of |r| (same units, slope at most 0.65): residuals far above s (albedo edges)
+    saturate at s and stop pulling.
+    normals, exemplar: B x 3 x H x W unit; gray, mask: B x 1 x H x W. Returns a scalar.
     """
     with torch.no_grad():
         light = fit_lighting(gray, exemplar, mask)
     shading = (normals * light[:, :3, None, None]).sum(1, keepdim=True) + light[:, 3:, None, None]
-    residual = (high_pass(shading, mask, sigma) - high_pass(gray, mask, sigma)).abs()
-    return masked_mean(residual, mask)
+    residual = high_pass(shading, mask, sigma) - high_pass(gray, mask, sigma)
+    if robust_scale > 0:
+        return masked_mean(robust_scale * residual ** 2 / (residual ** 2 + robust_scale ** 2), mask)
+    return masked_mean(residual.abs(), mask)
+
+
+class RefinementObjective(nn.Module):
+    """The refinement loss (eq. 10) with the beyond-the-paper options; weights as in ExperimentConfig.
+
+    lambda_ref * smooth-L1(N, R) + perceptual_weight * perceptual(N, rgb)
+    [+ shading_weight * high-frequency shading (in fp32, outside autocast; robust with
+     shading_robust_scale > 0); reconstruction_sigma > 0 compares only N's and R's low
+     frequencies inside the mask].
+    forward(refined N, exemplar R: B x 3 x H x W; rgb B x 3 x H x W; gray, mask B x 1 x H x W)
+    -> {"loss": total, "reconstruction", "perceptual"[, "shading"]: unweighted terms}, scalars.
+    """
+
+    def __init__(self, perceptual: PerceptualLoss, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
+                 shading_weight: float = 0.0, shading_sigma: float = 2.0, reconstruction_sigma: float = 0.0,
+                 shading_robust_scale: float = 0.0):
+        super().__init__()
+        self.perceptual = perceptual
+        self.lambda_ref = lambda_ref
+        self.perceptual_weight = perceptual_weight
+        self.shading_weight = shading_weight
+        self.shading_sigma = shading_sigma
+        self.reconstruction_sigma = reconstruction_sigma
+        self.shading_robust_scale = shading_robust_scale
+
+    @property
+    def terms(self) -> list[str]:
+        """Names of the unweighted terms ``forward`` returns beside "loss"."""
+        return ["reconstruction", "perceptual"] + (["shading"] if self.shading_weight else [])
+
+    def forward(self, refined: torch.Tensor, exemplar: torch.Tensor, rgb: torch.Tensor, gray: torch.Tensor,
+                mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        terms = {"reconstruction": reconstruction_loss(refined, exemplar, mask, self.reconstruction_sigma),
+                 "perceptual": self.perceptual(refined, rgb)}
+        loss = self.lambda_ref * terms["reconstruction"] + self.perceptual_weight * terms["perceptual"]
+        if self.shading_weight:
+            with torch.autocast(refined.device.type, enabled=False):
+                terms["shading"] = high_frequency_shading_loss(refined.float(), gray.float(), exemplar.float(),
+                                                               mask, self.shading_sigma, self.shading_robust_scale)
+            loss = loss + self.shading_weight * terms["shading"]
+        return {"loss": loss, **terms}

@@ -41,8 +41,7 @@ from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, mil
                          save_checkpoint, set_rng_state)
 from .config import ExperimentConfig, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
-from .losses import (PerceptualLoss, gan_loss, high_frequency_shading_loss, reconstruction_loss,
-                     supervised_normal_loss)
+from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_normal_loss
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .refiner import Refiner
@@ -381,6 +380,14 @@ def install_vgg(refiner: Refiner, cfg: ExperimentConfig) -> str:
     return source.weight_source
 
 
+def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
+    """The refinement loss of ``cfg`` (eq. 10 and its options), with its VGG19 loaded (``load_vgg19``)."""
+    perceptual = PerceptualLoss(load_vgg19(cfg.perceptual_layer, cfg.vgg_path, seed=cfg.seed),
+                                cfg.perceptual_scale, cfg.perceptual_layer)
+    return RefinementObjective(perceptual, cfg.lambda_ref, cfg.perceptual_weight, cfg.shading_weight,
+                               cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale)
+
+
 def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_checkpoint: str | os.PathLike | None = None,
                   stage_name: str = "refiner", resume: bool = True, dataset: Dataset | None = None,
                   progress: bool = True, stop_after: int | None = None,
@@ -406,10 +413,9 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     torch.manual_seed(cfg.seed)
     refiner = Refiner(cfg.refiner)
     vgg_source = install_vgg(refiner, cfg)
-    perceptual = PerceptualLoss(load_vgg19(cfg.perceptual_layer, cfg.vgg_path, seed=cfg.seed),
-                                cfg.perceptual_scale, cfg.perceptual_layer).to(rt.device)
+    objective = refinement_objective(cfg).to(rt.device)
     if refiner.vgg is None:
-        vgg_source = f"perceptual loss: {perceptual.vgg.weight_source}"
+        vgg_source = f"perceptual loss: {objective.perceptual.vgg.weight_source}"
     optimizer = torch.optim.Adam([p for p in refiner.parameters() if p.requires_grad], cfg.refine_lr, cfg.refine_betas)
     refiner.to(rt.device)
 
@@ -421,8 +427,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     loader = make_loader(data, cfg, cfg.refine_batch, start, cfg.refine_iters, rt)
     if not cfg.paired and cfg.refine_batch // rt.world < 2:
         raise ValueError("unpaired refinement needs at least 2 images per process batch to swap exemplars")
-    columns = ["loss", "reconstruction", "perceptual"] + (["shading"] if cfg.shading_weight else [])
-    log = LossLog(stage_dir / "log.csv", columns, start, rt.is_main)
+    log = LossLog(stage_dir / "log.csv", ["loss", *objective.terms], start, rt.is_main)
     measured = {}
     if cfg.eval_every and rt.is_main:
         measured = eval_datasets or {split: open_split(cfg, split) for split in cfg.eval_splits}
@@ -443,17 +448,12 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
             exemplar = exemplar.roll(1, dims=0)
         with rt.autocast(cfg.amp):
             refined = net(gray, exemplar).float()
-            losses = {"reconstruction": reconstruction_loss(refined, exemplar, mask, cfg.reconstruction_sigma),
-                      "perceptual": perceptual(refined, rgb)}
-        loss = cfg.lambda_ref * losses["reconstruction"] + cfg.perceptual_weight * losses["perceptual"]
-        if cfg.shading_weight:
-            losses["shading"] = high_frequency_shading_loss(refined, gray, exemplar, mask, cfg.shading_sigma)
-            loss = loss + cfg.shading_weight * losses["shading"]
+            losses = objective(refined, exemplar, rgb, gray, mask)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        losses["loss"].backward()
         optimizer.step()
 
-        values = check_finite({"loss": loss, **losses}, iteration, stage_dir)
+        values = check_finite(losses, iteration, stage_dir)
         if iteration % cfg.log_every == 0 or iteration == cfg.refine_iters:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
@@ -484,6 +484,12 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
     return overrides
 
 
+def add_override_argument(parser: argparse.ArgumentParser) -> None:
+    """``--set KEY=VALUE ...`` (repeatable, all apply; read with ``parse_overrides``)."""
+    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
+                        help="config overrides, e.g. data_root=data/synthetic_cpu refiner__architecture=A1")
+
+
 def parse_command_line(argv: list[str] | None = None) -> tuple[argparse.Namespace, ExperimentConfig]:
     """Command-line words -> (arguments, config). ``--set`` may be repeated; all of them apply."""
     parser = argparse.ArgumentParser(description="Train HFFNE's coarse and/or refinement stage.")
@@ -491,8 +497,7 @@ def parse_command_line(argv: list[str] | None = None) -> tuple[argparse.Namespac
     parser.add_argument("--preset", default="ci")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--stage-name", default="refiner", help="sub-folder of the refinement run")
-    parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. refine_iters=100 refiner__architecture=A1")
+    add_override_argument(parser)
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)

@@ -1,6 +1,7 @@
 """The ``hffne`` command: exit codes, one-line errors, outputs (fixtures from test_predict.py)."""
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 
@@ -19,6 +20,8 @@ def test_predict_writes_and_summarises(tiny_run, face_photo, tmp_path, capsys):
     out, err = capsys.readouterr()
     assert code == EXIT_OK and (tmp_path / "out" / "face" / "face0_sheet.png").is_file()
     assert "1 done, 0 no face, 1 unreadable" in out and err.strip().endswith("missing.png: no such file")
+    assert re.search(r"model loaded in \d+\.\d\d s on cpu", out)
+    assert re.search(r"; [\d.e+-]+ s per photo \(median of 1; the first [\d.e+-]+ s\)", out)
 
 
 def test_nothing_processed_is_an_error(tiny_run, tmp_path, capsys):

@@ -93,6 +93,7 @@ def batch(estimator, face_photo, tmp_path_factory):
 def test_every_format_and_writes_every_output(batch, face_photo):
     _, out, summary = batch
     assert summary.counts["done"] == len(FORMATS) + 1, summary.messages
+    assert len(summary.seconds) == summary.counts["done"] and all(0 < s < 60 for s in summary.seconds)
     for name in FORMATS + ("sub/deep",):
         assert all((out / name / f"face0_{n}").is_file() for n in FACE_OUTPUTS)
         assert all((out / name / n).is_file() for n in IMAGE_OUTPUTS)

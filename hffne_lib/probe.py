@@ -1,0 +1,196 @@
+"""BEYOND THE PAPER: what a refinement objective rewards, found without a network.
+
+    python -m hffne_lib.probe --preset cpu --run-dir runs/cpu --split wild_test --out results/probe/cpu
+
+Refinement (eq. 10) trains a network so that its output N lowers the objective on average. Here,
+for a few held-out faces, N itself is the variable: it starts at the coarse exemplar R and Adam
+moves it (N = x / |x|, x free per pixel) to lower the same objective (``train.refinement_objective``)
+that a refiner with that config would be trained on. N's errors against the truth then show what
+the objective rewards, free of the network's capacity and schedule. If they do not fall below the
+exemplar's, no refiner trained on that objective will beat its exemplar; if they do, the limit is
+the network or its schedule. A "fine" error under the detail-free reference's means the objective
+puts the right detail in the right place (hffne_lib.evaluate).
+
+The ``albedo_free`` variants feed the split's true shading (no albedo, highlights or noise) in
+place of the photo: an oracle no real photo has, used only to tell how much the albedo in the
+photo misleads a term. Their rows say so.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+import torch
+import torch.nn as nn
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .checkpoint import git_revision, load_coarse
+from .config import ExperimentConfig, get_config
+from .conventions import normalize
+from .evaluate import DETAIL_FREE, REGIONS, detail_free, region_errors
+from .losses import RefinementObjective
+from .metrics import summarize_errors
+from .train import add_override_argument, exemplar_checkpoint, open_split, parse_overrides, refinement_objective
+
+EXEMPLAR = "coarse exemplar"
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One objective to probe: a label, config overrides (e.g. shading_weight=1.0); ``albedo_free``
+    swaps the photo for the true shading (an oracle, for diagnosis only)."""
+
+    label: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    albedo_free: bool = False
+
+
+#: The faithful objective and the options beyond the paper, by the names ``--variants`` takes.
+VARIANTS = {
+    "faithful": Variant("eq. 10 (release scale 1/65536)"),
+    "perceptual-1": Variant("eq. 10, perceptual at scale 1", {"perceptual_scale": 1.0}),
+    "shading": Variant("+ HF shading", {"shading_weight": 1.0}),
+    "shading-x10": Variant("+ HF shading x10", {"shading_weight": 10.0}),
+    "shading-lowpass": Variant("+ HF shading, low-pass reconstruction",
+                               {"shading_weight": 1.0, "reconstruction_sigma": 2.0}),
+    "shading-oracle": Variant("+ HF shading, true shading as input (oracle)", {"shading_weight": 1.0},
+                              albedo_free=True),
+    "shading-robust": Variant("+ HF shading, robust (Geman-McClure, scale 0.01)",
+                              {"shading_weight": 1.0, "shading_robust_scale": 0.01}),
+    "shading-lowpass-oracle": Variant("+ HF shading, low-pass reconstruction, true shading as input (oracle)",
+                                      {"shading_weight": 1.0, "reconstruction_sigma": 2.0}, albedo_free=True),
+}
+
+
+def mean_errors(pred: torch.Tensor, truth: torch.Tensor, face: torch.Tensor, detail_mask: torch.Tensor) -> dict[str, float]:
+    """Mean angular error (degrees, mean of image means) in each of REGIONS. Shapes as ``region_errors``."""
+    return {region: float(summarize_errors(per_image)["mean"])
+            for region, per_image in region_errors(pred, truth, face, detail_mask).items()}
+
+
+def optimise_normals(objective: RefinementObjective, exemplar: torch.Tensor, rgb: torch.Tensor, gray: torch.Tensor,
+                     mask: torch.Tensor, truth: torch.Tensor, detail_mask: torch.Tensor, steps: int = 300,
+                     lr: float = 0.01, eval_every: int = 50, progress: bool = True, desc: str = "probe"
+                     ) -> pd.DataFrame:
+    """Adam on N = x / |x| (x starts at ``exemplar``) to lower ``objective``, its step size
+    cosine-annealed from ``lr`` to 0 so that N settles at the optimum; errors on the way.
+
+    exemplar, rgb, truth: B x 3 x H x W; gray, mask, detail_mask: B x 1 x H x W. Returns one row
+    per measured step (0, eval_every, ..., steps): "step", "loss", and REGIONS in degrees.
+    """
+    if steps < 0 or eval_every < 1:
+        raise ValueError(f"need steps >= 0 and eval_every >= 1, got steps={steps}, eval_every={eval_every}")
+    x = exemplar.detach().clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([x], lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
+    rows = []
+    for step in tqdm(range(steps + 1), desc=desc, disable=not progress):
+        normals = normalize(x)
+        loss = objective(normals, exemplar, rgb, gray, mask)["loss"]
+        if step % eval_every == 0 or step == steps:
+            rows.append({"step": step, "loss": float(loss.detach()),
+                         **mean_errors(normals.detach(), truth, mask, detail_mask)})
+        if step < steps:
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+    return pd.DataFrame(rows)
+
+
+def probe_batch(dataset: Dataset, images: int) -> dict[str, torch.Tensor]:
+    """The first ``images`` items of ``dataset`` stacked (keys gray, rgb, mask, detail_mask, normal, shading)."""
+    if not 0 < images <= len(dataset):
+        raise ValueError(f"asked for {images} images; the split has {len(dataset)}")
+    items = [dataset[i] for i in range(images)]
+    return {key: torch.stack([item[key] for item in items])
+            for key in ("gray", "rgb", "mask", "detail_mask", "normal", "shading")}
+
+
+def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module, dataset: Dataset,
+                     variants: Sequence[Variant] = tuple(VARIANTS.values()), images: int = 8, steps: int = 300,
+                     lr: float = 0.01, eval_every: int = 50, progress: bool = True) -> pd.DataFrame:
+    """Probe each variant (default: all of VARIANTS) on the first ``images`` faces of ``dataset``,
+    from the exemplars of ``coarse_net`` (``checkpoint.load_coarse``); CPU.
+
+    Returns rows ("variant", "step", "loss", *REGIONS, "vgg19": the perceptual term's weight
+    source); step 0 is the exemplar itself, and one row ("detail-free truth", step 0) is the
+    reference of the fine band (hffne_lib.evaluate).
+    """
+    batch = probe_batch(dataset, images)
+    mask, detail_mask, truth = batch["mask"], batch["detail_mask"], batch["normal"]
+    torch.manual_seed(cfg.seed)  # the coarse U-Net keeps its dropout at test time
+    with torch.no_grad():
+        exemplar = coarse_net(batch["gray"]).float()
+    parts = [pd.DataFrame([{"variant": DETAIL_FREE, "step": 0, "loss": float("nan"),
+                            **mean_errors(detail_free(truth, mask.bool()), truth, mask, detail_mask)}])]
+    for variant in variants:
+        objective = refinement_objective(dataclasses.replace(cfg, **variant.overrides))
+        gray = batch["shading"] if variant.albedo_free else batch["gray"]
+        rgb = gray.expand(-1, 3, -1, -1) if variant.albedo_free else batch["rgb"]
+        torch.manual_seed(cfg.seed)
+        curve = optimise_normals(objective, exemplar, rgb, gray, mask, truth, detail_mask, steps, lr, eval_every,
+                                 progress, desc=f"probe: {variant.label}")
+        parts.append(curve.assign(variant=variant.label, vgg19=objective.perceptual.vgg.weight_source))
+    return pd.concat(parts, ignore_index=True)[["variant", "step", "loss", *REGIONS, "vgg19"]]
+
+
+def final_table(curves: pd.DataFrame) -> pd.DataFrame:
+    """The exemplar, each variant's last step, then the reference: rows by name, columns REGIONS."""
+    variants = curves[curves["variant"] != DETAIL_FREE]
+    rows = {EXEMPLAR: variants[variants["step"] == 0].iloc[0]}
+    for name, curve in variants.groupby("variant", sort=False):
+        rows[name] = curve.sort_values("step").iloc[-1]
+    rows[DETAIL_FREE] = curves[curves["variant"] == DETAIL_FREE].iloc[0]
+    return pd.DataFrame(rows).T[list(REGIONS)].astype(float)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Probe what each refinement objective rewards (no network).")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--run-dir", required=True, help="a training run with a coarse stage")
+    parser.add_argument("--split", default="wild_test")
+    parser.add_argument("--images", type=int, default=8)
+    parser.add_argument("--steps", type=int, default=300)
+    parser.add_argument("--lr", type=float, default=0.01)
+    parser.add_argument("--eval-every", type=int, default=50)
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS),
+                        help="objectives to probe (default: all)")
+    parser.add_argument("--out", required=True, help="folder for curves.csv and final.md")
+    parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier probe in --out")
+    add_override_argument(parser)
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    try:
+        if not args.overwrite and any((out / name).exists() for name in ("curves.csv", "final.md")):
+            raise ValueError(f"{out} holds an earlier probe; pass --overwrite or choose another --out")
+        cfg = get_config(args.preset, **parse_overrides(args.set))
+        checkpoint = exemplar_checkpoint(cfg, args.run_dir)
+        if not checkpoint.is_file():
+            raise ValueError(f"{checkpoint}: no such checkpoint; train the coarse stage first "
+                             f"(python -m hffne_lib.train coarse --run-dir {args.run_dir} ...)")
+        coarse_net, payload = load_coarse(checkpoint, cfg.resolution, torch.device("cpu"))
+        curves = probe_objectives(cfg, coarse_net, open_split(cfg, args.split),
+                                  [VARIANTS[name] for name in args.variants], images=args.images,
+                                  steps=args.steps, lr=args.lr, eval_every=args.eval_every)
+    except (ValueError, KeyError) as err:
+        raise SystemExit(f"hffne_lib.probe: {err.args[0] if err.args else err}") from None
+    out.mkdir(parents=True, exist_ok=True)
+    curves.to_csv(out / "curves.csv", index=False)
+    table = final_table(curves).round(2).to_markdown()
+    vgg = "; ".join(curves["vgg19"].dropna().unique())
+    header = (f"Objective probe (beyond the paper): {args.split}, first {args.images} images, {args.steps} Adam "
+              f"steps at lr {args.lr} on the normals themselves; preset {args.preset}; mean degrees; "
+              f"VGG19: {vgg}; exemplars from {checkpoint} (iteration {payload['iteration']}, "
+              f"trained at revision {payload.get('git_revision', 'unknown')}); probe revision {git_revision()}.\n\n")
+    (out / "final.md").write_text(header + table + "\n")
+    print(header + table)
+
+
+if __name__ == "__main__":
+    main()

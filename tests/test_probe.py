@@ -1,0 +1,103 @@
+"""The objective probe: the normals themselves optimised under a refinement objective."""
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from hffne_lib.checkpoint import load_coarse
+from hffne_lib.conventions import normalize
+from hffne_lib.evaluate import DETAIL_FREE
+from hffne_lib.filters import low_pass
+from hffne_lib.losses import PerceptualLoss, RefinementObjective
+from hffne_lib.probe import (EXEMPLAR, Variant, final_table, main, mean_errors, optimise_normals, probe_batch,
+                             probe_objectives)
+from hffne_lib.train import train_coarse
+from hffne_lib.vgg import VGG19Features
+from test_train import RandomFaces, tiny
+
+warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
+RES = 64
+LIGHT = torch.tensor([0.4, 0.2, 0.8])
+
+
+def ridged_face():
+    """A sphere-like shape with vertical ridges of period 4 px (the detail), its Lambertian image,
+    and a smooth exemplar (the truth low-passed): truth, exemplar B x 3 x H x W; gray, mask 1 x 1 x H x W."""
+    ys, xs = torch.meshgrid(torch.linspace(-1, 1, RES), torch.linspace(-1, 1, RES), indexing="ij")
+    mask = ((xs ** 2 + ys ** 2) < 0.8).float()[None, None]
+    ridges = 0.3 * torch.sin(2 * math.pi * torch.arange(RES) / 4.0).expand(RES, RES)
+    truth = normalize(torch.stack([0.4 * xs + ridges, 0.4 * ys, torch.ones_like(xs)])[None])
+    exemplar = normalize(low_pass(truth, mask, 2.0) * mask + truth * (1 - mask))
+    gray = (truth * LIGHT.view(1, 3, 1, 1)).sum(1, keepdim=True).clamp_min(0) * 0.8 + 0.1
+    return truth, exemplar, gray, mask
+
+
+def objective(**weights) -> RefinementObjective:
+    return RefinementObjective(PerceptualLoss(VGG19Features("relu1_2")), **weights)
+
+
+def test_the_shading_term_pulls_the_ridges_back_and_the_release_scale_keeps_the_exemplar():
+    truth, exemplar, gray, mask = ridged_face()
+    rgb, detail = gray.expand(-1, 3, -1, -1), mask
+    start = mean_errors(exemplar, truth, mask, detail)
+    shading = optimise_normals(objective(shading_weight=1.0), exemplar, rgb, gray, mask, truth, detail,
+                               steps=100, eval_every=50, progress=False)
+    faithful = optimise_normals(objective(), exemplar, rgb, gray, mask, truth, detail,
+                                steps=100, eval_every=50, progress=False)
+    assert list(shading["step"]) == [0, 50, 100]
+    assert shading.iloc[0][["face", "detail", "fine"]].to_dict() == pytest.approx(start)
+    assert shading.iloc[-1]["fine"] < 0.8 * start["fine"]
+    assert shading.iloc[-1]["loss"] < shading.iloc[0]["loss"]
+    assert abs(faithful.iloc[-1]["face"] - start["face"]) < 0.01  # eq. 10 at 1/65536 copies R
+
+
+def test_bad_probe_settings_say_what_is_wrong():
+    truth, exemplar, gray, mask = ridged_face()
+    with pytest.raises(ValueError, match="steps >= 0"):
+        optimise_normals(objective(), exemplar, gray.expand(-1, 3, -1, -1), gray, mask, truth, mask, steps=-1)
+    with pytest.raises(ValueError, match="the split has 4"):
+        probe_batch(ShadedFaces(), 5)
+
+
+class ShadedFaces(RandomFaces):
+    """RandomFaces with a "shading" (the grey image itself, as if albedo were constant)."""
+
+    def __init__(self):
+        super().__init__(n=4, res=64)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        item = super().__getitem__(i)
+        return {**item, "shading": item["gray"] * 0.5}
+
+
+def test_probe_objectives_rows_start_from_one_exemplar_and_end_in_a_table(tmp_path):
+    cfg = tiny(coarse_iters=2, checkpoint_every=2, coarse_milestones=())
+    data = ShadedFaces()
+    coarse_net, _ = load_coarse(train_coarse(cfg, tmp_path, dataset=data, progress=False), cfg.resolution)
+    variants = [Variant("faithful"), Variant("oracle", {"shading_weight": 1.0}, albedo_free=True)]
+    curves = probe_objectives(cfg, coarse_net, data, variants, images=2, steps=4, eval_every=2, progress=False)
+    assert list(curves["variant"]) == [DETAIL_FREE] + ["faithful"] * 3 + ["oracle"] * 3
+    assert list(curves["step"]) == [0, 0, 2, 4, 0, 2, 4]
+    starts = curves[(curves["step"] == 0) & (curves["variant"] != DETAIL_FREE)][["face", "detail", "fine"]]
+    assert starts.iloc[0].equals(starts.iloc[1])  # both variants start at the same exemplar
+    assert curves["vgg19"].dropna().str.contains("random").all()
+    table = final_table(curves)
+    assert list(table.index) == [EXEMPLAR, "faithful", "oracle", DETAIL_FREE]
+    assert list(table.columns) == ["face", "detail", "fine"]
+
+
+def test_command_line_refuses_bad_input_in_one_line_and_keeps_earlier_results(tmp_path):
+    earlier = tmp_path / "probe"
+    earlier.mkdir()
+    (earlier / "final.md").write_text("kept")
+    with pytest.raises(SystemExit, match=r"^hffne_lib.probe: .*probe holds an earlier probe; pass --overwrite"):
+        main(["--run-dir", str(tmp_path), "--out", str(earlier)])
+    assert (earlier / "final.md").read_text() == "kept"
+    with pytest.raises(SystemExit, match=r"^hffne_lib.probe: .*latest.pt: no such checkpoint; train the coarse stage first"):
+        main(["--preset", "ci", "--run-dir", str(tmp_path / "none"), "--out", str(tmp_path / "new")])
+    with pytest.raises(SystemExit, match=r"^hffne_lib.probe: unknown config field 'colour'$"):
+        main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "new"), "--set", "colour=1"])
+    assert not (tmp_path / "new").exists()
