@@ -151,7 +151,8 @@ def final_table(curves: pd.DataFrame) -> pd.DataFrame:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Probe what each refinement objective rewards (no network).")
+    parser = argparse.ArgumentParser(prog="python -m hffne_lib.probe",
+                                     description="Probe what each refinement objective rewards (no network).")
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--run-dir", required=True, help="a training run with a coarse stage")
     parser.add_argument("--split", default="wild_test")
@@ -163,6 +164,7 @@ def main(argv: list[str] | None = None) -> None:
                         help="objectives to probe (default: all)")
     parser.add_argument("--out", required=True, help="folder for curves.csv and final.md")
     parser.add_argument("--overwrite", action="store_true", help="replace the files of an earlier probe in --out")
+    parser.add_argument("--no-progress", action="store_true")
     add_override_argument(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> None:
         coarse_net, payload = load_coarse(checkpoint, cfg.resolution, torch.device("cpu"))
         curves = probe_objectives(cfg, coarse_net, open_split(cfg, args.split),
                                   [VARIANTS[name] for name in args.variants], images=args.images,
-                                  steps=args.steps, lr=args.lr, eval_every=args.eval_every)
+                                  steps=args.steps, lr=args.lr, eval_every=args.eval_every,
+                                  progress=not args.no_progress)
     except (ValueError, KeyError) as err:
         raise SystemExit(f"hffne_lib.probe: {err.args[0] if err.args else err}") from None
     out.mkdir(parents=True, exist_ok=True)
