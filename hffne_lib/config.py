@@ -8,8 +8,9 @@ underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
   ci     64 px data preset "ci", tiny widths; both stages in about 90 s on 2 CPU cores.
   smoke  the ci data and widths with 3x the coarse and 2.5x the refinement iterations: the default
          of ``make reproduce`` (every notebook, all Table 3 runs, under 15 min on 2 CPU cores).
-  cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (~0.3 s each on
-         2 idle cores), refinement 1,500 (~0.6 s each), about 22 min for both stages.
+  cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (536 s measured on
+         2 idle cores), refinement 1,500 (~0.65 s each), about 25 min for both stages (27 with
+         eval_every=500).
   gpu    256 px data preset "gpu", the paper's architectures; about 10 min on one H100
          (bf16 autocast, channels_last, cudnn.benchmark). How the counts were chosen is in
          ``GPU_BUDGET_NOTE``.
@@ -68,6 +69,9 @@ class ExperimentConfig:
     supervised_weight: float = 100.0    # pix2pix's lambda_L1
     gan_weight: float = 1.0
     coarse_milestones: tuple[int, ...] = (1_000, 50_000, 100_000)   # Table 3's exemplar study
+    # BEYOND THE PAPER (off by default): this fraction of lab images is re-rendered from its true
+    # normals and albedo under a random light over a random background (hffne_lib.augment).
+    coarse_relight: float = 0.0
     # stage 2: exemplar refinement, eq. 10, images without ground truth
     refine_iters: int = 150_000
     refine_batch: int = 8

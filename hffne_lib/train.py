@@ -37,6 +37,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
+from .augment import relight_lab_batch
 from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
 from .config import ExperimentConfig, get_config
@@ -291,7 +292,8 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
 
     Losses: supervised (cfg.supervised_loss inside the face mask) * cfg.supervised_weight +
     adversarial * cfg.gan_weight for the generator; the PatchGAN's BCE (halved) for the
-    discriminator. ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
+    discriminator. ``cfg.coarse_relight`` > 0 relights that fraction of the images (beyond the
+    paper; items then need "albedo" too). ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
     ``stop_after`` ends the run after that iteration as if it had been killed.
     """
     rt = setup_runtime(cfg)
@@ -326,6 +328,9 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
                disable=not (progress and rt.is_main))
     for iteration, batch in enumerate(bar, start=start + 1):
         gray, target, mask = to_device(batch, ("gray", "normal", "mask"), cfg, rt)
+        if cfg.coarse_relight:
+            albedo, = to_device(batch, ("albedo",), cfg, rt)
+            gray = relight_lab_batch(gray, target, albedo[:, :1], mask, cfg.coarse_relight)
         with rt.autocast(cfg.amp):
             fake = net_g(gray)
             loss_d = 0.5 * (gan_loss(net_d(gray, target), True) + gan_loss(net_d(gray, fake.detach()), False))
