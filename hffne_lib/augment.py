@@ -34,6 +34,12 @@ def smooth_backgrounds(count: int, size: int, device: torch.device) -> torch.Ten
     return (a.view(-1, 1, 1) + (b - a).view(-1, 1, 1) * (t * 0.5 + 0.5))[:, None]
 
 
+def check_relight_fraction(fraction: float) -> None:
+    """One-line ValueError unless ``fraction`` (``coarse_relight``) lies in [0, 1]."""
+    if not 0.0 <= fraction <= 1.0:
+        raise ValueError(f"coarse_relight is a fraction of images in [0, 1], got {fraction}")
+
+
 def relight_lab_batch(gray: torch.Tensor, normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor,
                       fraction: float) -> torch.Tensor:
     """Replace about ``fraction`` of the images by relit ones (global torch RNG, so resumable).
@@ -41,8 +47,7 @@ def relight_lab_batch(gray: torch.Tensor, normal: torch.Tensor, albedo: torch.Te
     gray, mask: B x 1 x H x W; normal: B x 3 x H x W (ground truth); albedo: B x 1 x H x W in [0, 1].
     Returns B x 1 x H x W in [0, 1]; the normals (the targets) are unchanged.
     """
-    if not 0.0 <= fraction <= 1.0:
-        raise ValueError(f"coarse_relight is a fraction of images in [0, 1], got {fraction}")
+    check_relight_fraction(fraction)
     count, device = gray.shape[0], gray.device
     chosen = (torch.rand(count, device=device) < fraction).view(-1, 1, 1, 1)
     direction = light_direction(_uniform(AZIMUTH_DEG, count, device), _uniform(ELEVATION_DEG, count, device))

@@ -65,7 +65,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .compare import compare_folders, comparison_figure
+    from .compare import NO_SKILL, compare_folders, comparison_figure
 
     for folder in (args.pred_dir, args.ref_dir):
         if not Path(folder).is_dir():
@@ -80,7 +80,8 @@ def run_compare(args: argparse.Namespace) -> int:
         print(problem, file=sys.stderr)
     print(table.round(2).to_string())
     print(overall.round(2).to_string())
-    print("agreement with the reference maps, not accuracy: neither is ground truth")
+    print(f"agreement with the reference maps, not accuracy: neither is ground truth; a constant frontal "
+          f"normal scores {overall.loc[NO_SKILL, 'mean']:.2f} deg offset-corrected (no skill)")
     if args.out:
         out = Path(args.out)
         out.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,9 @@ Predictions are ``hffne predict`` output folders: ``<pred_dir>/<stem>/image_norm
 stems and size, decoded as x / 255 * 2 - 1 then renormalised (hffne_lib.conventions). The
 difference is measured inside our face mask, plain and after a per-image mean-offset correction
 (the reference shifted by the difference of the two masked mean normals, then renormalised),
-which removes a global bias such as the one a min-max rescaled encoding leaves.
+which removes a global bias such as the one a min-max rescaled encoding leaves. Beside them, the
+no-skill floor: a constant frontal normal scored the same offset-corrected way, i.e. how far the
+reference strays from its own mean direction; agreement at that level says nothing.
 This is agreement with a peer, not accuracy: neither side is ground truth.
 """
 from __future__ import annotations
@@ -23,12 +25,13 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
-from .conventions import from_uint8_image, normalize, to_uint8_image
+from .conventions import FRONTAL, from_uint8_image, normalize, to_uint8_image
 from .metrics import image_errors, summarize_errors
 from .data.images import IMAGE_SUFFIXES
 
-#: Column names of the two measurements.
-PLAIN, CORRECTED = "mean_deg", "mean_deg_offset_corrected"
+#: Column names of the measurements: ours plain, ours offset-corrected, a constant frontal normal
+#: offset-corrected (the no-skill floor).
+PLAIN, CORRECTED, NO_SKILL = "mean_deg", "mean_deg_offset_corrected", "constant_normal_offset_corrected"
 
 
 @dataclass
@@ -88,18 +91,27 @@ def pair_errors(ours: torch.Tensor, theirs: torch.Tensor, mask: np.ndarray) -> t
     return image_errors(ours[None], theirs[None], torch.from_numpy(mask)[None, None])[0]
 
 
+def constant_normal(like: torch.Tensor) -> torch.Tensor:
+    """The frontal normal (conventions.FRONTAL) everywhere: 3 x H x W like ``like``."""
+    return torch.tensor(FRONTAL, dtype=like.dtype)[:, None, None].expand_as(like)
+
+
 def compare_pairs(pairs: list[Pair]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Per-image table (pixels, mean angular difference in degrees plain and offset-corrected) and the overall table (rows plain / corrected: mean and std of the image
-    means, % of all pixels under 20/25/30 degrees)."""
+    """Per-image table (pixels, mean angular difference in degrees: PLAIN, CORRECTED, NO_SKILL) and
+    the overall table (one row per measurement: mean and std of the image means, % of all pixels
+    under 20/25/30 degrees)."""
     if not pairs:
         raise ValueError("nothing to compare: no reference has a matching prediction")
-    plain = [pair_errors(p.ours, p.theirs, p.mask) for p in pairs]
-    corrected = [pair_errors(p.ours, offset_corrected(p.theirs, p.ours, p.mask), p.mask) for p in pairs]
+    errors = {
+        PLAIN: [pair_errors(p.ours, p.theirs, p.mask) for p in pairs],
+        CORRECTED: [pair_errors(p.ours, offset_corrected(p.theirs, p.ours, p.mask), p.mask) for p in pairs],
+        NO_SKILL: [pair_errors(constant_normal(p.ours), offset_corrected(p.theirs, constant_normal(p.ours), p.mask),
+                               p.mask) for p in pairs],
+    }
     table = pd.DataFrame({"pixels": [int(p.mask.sum()) for p in pairs],
-                          PLAIN: [e.mean().item() for e in plain],
-                          CORRECTED: [e.mean().item() for e in corrected]},
+                          **{name: [e.mean().item() for e in per_image] for name, per_image in errors.items()}},
                          index=pd.Index([p.name for p in pairs], name="image"))
-    overall = pd.DataFrame([summarize_errors(plain, name=PLAIN), summarize_errors(corrected, name=CORRECTED)])
+    overall = pd.DataFrame([summarize_errors(per_image, name=name) for name, per_image in errors.items()])
     return table, overall
 
 
@@ -119,7 +131,7 @@ def find_image(images_dir: str | os.PathLike, stem: str) -> Path | None:
 def comparison_figure(pairs: list[Pair], table: pd.DataFrame, images_dir: str | os.PathLike | None = None
                       ) -> Figure:
     """One row per pair: input photo (when ``images_dir`` has it) | ours (masked) | theirs, with the
-    plain and offset-corrected mean differences in the row's title."""
+    plain and offset-corrected mean differences and the no-skill floor in the row's title."""
     figure = Figure(figsize=(7.5, 2.6 * len(pairs)), layout="constrained")
     axes = figure.subplots(len(pairs), 3, squeeze=False)
     for row, pair in zip(axes, pairs):
@@ -130,8 +142,8 @@ def comparison_figure(pairs: list[Pair], table: pd.DataFrame, images_dir: str | 
         row[1].imshow(to_uint8_image(pair.ours))
         row[2].imshow(to_uint8_image(pair.theirs))
         stats = table.loc[pair.name]
-        row[1].set_title(f"{pair.name}: {stats[PLAIN]:.1f} deg, offset-corrected {stats[CORRECTED]:.1f} deg",
-                         fontsize=8, loc="left")
+        row[1].set_title(f"{pair.name}: {stats[PLAIN]:.1f} deg, offset-corrected {stats[CORRECTED]:.1f} deg "
+                         f"(constant normal {stats[NO_SKILL]:.1f})", fontsize=8, loc="left")
         for ax, label in zip(row, ("input", "ours", "reference")):
             ax.set_xticks([])
             ax.set_yticks([])

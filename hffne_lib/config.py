@@ -25,6 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from .augment import check_relight_fraction
 from .coarse import CoarseConfig
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
@@ -125,6 +126,7 @@ class ExperimentConfig:
         self.coarse_milestones = tuple(self.coarse_milestones)
         self.refine_splits = tuple(self.refine_splits)
         self.eval_splits = tuple(self.eval_splits)
+        check_relight_fraction(self.coarse_relight)
         if self.supervised_loss not in ("l1", "cosine"):
             raise ValueError(f"supervised_loss must be 'l1' or 'cosine', got {self.supervised_loss!r}")
         unknown = [s for s in self.refine_splits if s not in REFINE_SPLITS]

@@ -6,6 +6,7 @@ import torch
 
 from hffne_lib.augment import relight_lab_batch
 from hffne_lib.checkpoint import load_checkpoint
+from hffne_lib.config import get_config
 from hffne_lib.conventions import normalize
 from hffne_lib.losses import fit_lighting
 from hffne_lib.train import train_coarse
@@ -37,6 +38,8 @@ def test_relit_faces_are_lambertian_in_their_normals_and_the_rest_is_untouched()
     assert torch.equal(relight_lab_batch(gray, normal, albedo, mask, fraction=0.0), gray)
     with pytest.raises(ValueError, match=r"fraction of images in \[0, 1\], got 1.5"):
         relight_lab_batch(gray, normal, albedo, mask, fraction=1.5)
+    with pytest.raises(ValueError, match=r"coarse_relight is a fraction of images in \[0, 1\], got -0.1"):
+        get_config("ci", coarse_relight=-0.1)  # refused when the config is made, before any training
 
 
 class LitFaces(RandomFaces):

@@ -9,7 +9,8 @@ import torch
 from PIL import Image
 
 from hffne_lib.cli import EXIT_NOTHING_DONE, EXIT_OK, main
-from hffne_lib.compare import CORRECTED, PLAIN, compare_folders, comparison_figure, offset_corrected
+from hffne_lib.compare import (CORRECTED, NO_SKILL, PLAIN, Pair, compare_folders, compare_pairs,
+                               comparison_figure, offset_corrected)
 from hffne_lib.conventions import normalize, to_uint8_image
 
 
@@ -55,6 +56,8 @@ def test_agreement_with_and_without_offset_correction(folders):
     assert table.loc["biased", PLAIN] > 10 and table.loc["biased", CORRECTED] < table.loc["biased", PLAIN] / 2
     assert overall.loc[PLAIN, "mean"] == pytest.approx(table[PLAIN].mean())
     assert overall.loc[CORRECTED, "images"] == 2
+    assert table.loc["same", NO_SKILL] > 20  # a hemisphere strays far from its mean direction
+    assert overall.loc[NO_SKILL, "mean"] == pytest.approx(table[NO_SKILL].mean())
     figure = comparison_figure(pairs, table, folders / "photos")
     assert len(figure.axes) == 6
 
@@ -69,11 +72,22 @@ def test_offset_correction_matches_masked_means():
     assert gap(corrected) < gap(theirs) / 3  # renormalising after the shift moves the mean a little
 
 
+def test_no_skill_floor_is_the_references_spread_about_its_mean():
+    """A flat reference tilted 30 degrees: the offset-corrected constant normal matches it (floor ~0),
+    while a hemisphere prediction, plain, is far from it."""
+    normals, mask = sphere(32)
+    tilt = torch.tensor([np.sin(np.pi / 6), 0.0, np.cos(np.pi / 6)], dtype=torch.float32)
+    flat = tilt[:, None, None].expand_as(normals).clone()
+    table, overall = compare_pairs([Pair("flat", normals, flat, mask)])
+    assert table.loc["flat", NO_SKILL] < 0.01
+    assert table.loc["flat", PLAIN] > 20 and list(overall.index) == [PLAIN, CORRECTED, NO_SKILL]
+
+
 def test_cli_writes_tables_and_figure(folders, capsys):
     code = main(["compare", str(folders / "pred"), str(folders / "refs"), "--images", str(folders / "photos"),
                  "--out", str(folders / "report")])
     out = capsys.readouterr().out
-    assert code == EXIT_OK and "not accuracy" in out
+    assert code == EXIT_OK and "not accuracy" in out and "constant frontal normal scores" in out
     assert all((folders / "report" / f).is_file() for f in ("per_image.csv", "overall.csv", "comparison.png"))
 
 
