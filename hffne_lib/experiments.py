@@ -8,10 +8,19 @@ gives the NormalEstimator of one row.
     cfg = get_config("smoke")
     train_experiments(cfg, "results/runs/smoke")
     estimator = load_experiment(cfg, "results/runs/smoke", "A1")
+
+From the shell, e.g. the runs of Table 3 split over two processes of one thread each, into the
+run directory the notebooks use (they then find them finished):
+
+    python -m hffne_lib.experiments --preset cpu --runs "w/o modulation" A1 --set cpu_threads=1 &
+    python -m hffne_lib.experiments --preset cpu --runs AdaIN A2 --set cpu_threads=1
 """
 from __future__ import annotations
 
+import argparse
 import os
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -21,7 +30,7 @@ from tqdm.auto import tqdm
 from .checkpoint import LATEST, milestone_path
 from .config import ExperimentConfig, get_config, with_overrides
 from .pipeline import NormalEstimator
-from .train import train_coarse, train_refiner
+from .train import add_override_argument, parse_overrides, train_coarse, train_refiner
 
 
 @dataclass(frozen=True)
@@ -74,23 +83,24 @@ def prepare(preset: str, data_root: str | os.PathLike = "data", results_root: st
 
 
 def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: Iterable[str] | None = None,
-                      progress: bool = True) -> dict[str, Path]:
+                      progress: bool = True, stage_progress: bool = False) -> dict[str, Path]:
     """Train the coarse stage and the named refinement runs (default: all), skipping finished ones.
 
-    One progress bar over the runs (not one per run: notebook runners choke on the flood)."""
+    ``progress``: one bar over the runs; ``stage_progress``: a bar over each run's iterations too
+    (off by default: notebook runners choke on the flood)."""
     run_dir = Path(run_dir)
     known = experiments(cfg)
     names = list(names or known)
     bar = tqdm(total=len(names) + 1, desc="runs", disable=not progress)
     bar.set_postfix_str("coarse")
-    train_coarse(cfg, run_dir, progress=False)
+    train_coarse(cfg, run_dir, progress=stage_progress)
     bar.update()
     done = {}
     for name in names:
         bar.set_postfix_str(name)
         experiment = known[name]
         done[name] = train_refiner(experiment_config(cfg, name), run_dir, stage_name=experiment.stage,
-                                   progress=False)
+                                   progress=stage_progress)
         bar.update()
     bar.close()
     return done
@@ -108,3 +118,39 @@ def load_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str
     return estimator
 
 
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hffne_lib.experiments``: train named runs (default all) into the notebooks' run
+    directory, one after another; ``--list`` names them."""
+    parser = argparse.ArgumentParser(prog="python -m hffne_lib.experiments", description=main.__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="smoke", help="experiment preset (ci, smoke, cpu, gpu, paper)")
+    parser.add_argument("--runs", nargs="*", metavar="NAME", help="row names (default: all); see --list")
+    parser.add_argument("--data-root", default="data", help="benchmarks live in <data-root>/synthetic_<data preset>")
+    parser.add_argument("--results-root", default="results", help="runs go to <results-root>/runs/<preset>")
+    parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
+    parser.add_argument("--list", action="store_true", help="print the run names and their labels, then stop")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_override_argument(parser)
+    args = parser.parse_args(argv)
+    try:
+        cfg, run_dir = prepare(args.preset, args.data_root, args.results_root, args.device, **parse_overrides(args.set))
+    except (KeyError, ValueError) as err:
+        parser.exit(2, f"hffne_lib.experiments: {err.args[0] if err.args else err}\n")
+    known = experiments(cfg)
+    if args.list:
+        for name, experiment in known.items():
+            print(f"{name:28s} {experiment.stage:22s} {experiment.label}")
+        return 0
+    unknown = [name for name in args.runs or [] if name not in known]
+    if unknown:
+        parser.exit(2, f"hffne_lib.experiments: unknown run {unknown[0]!r}; --list names them\n")
+    for name in args.runs or list(known):
+        start = time.perf_counter()
+        path = train_experiments(cfg, run_dir, [name], progress=False, stage_progress=not args.no_progress)[name]
+        print(f"{name}: {path} ({time.perf_counter() - start:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

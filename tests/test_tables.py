@@ -70,3 +70,19 @@ def test_wild_table_covers_every_experiment(two_runs):
     fine = wild.xs("fine", level="region")
     assert (fine["detail-free truth mean"] > 0).all() and fine["detail-free truth mean"].nunique() == 1
     assert (wild["refined - coarse"] == wild["refined mean"] - wild["coarse mean"]).all()
+
+
+def test_experiments_command_trains_the_named_runs_where_the_notebooks_look(tmp_path, capsys):
+    from hffne_lib.experiments import main
+    args = ["--preset", "ci", "--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results"),
+            "--no-progress", "--set", *[f"{k}={v}" for k, v in TINY.items()]]
+    assert main([*args, "--list"]) == 0 and "refiner_A1" in capsys.readouterr().out
+    assert main([*args, "--runs", "A1"]) == 0
+    assert f"A1: {tmp_path / 'results' / 'runs' / 'ci' / 'refiner_A1' / 'latest.pt'}" in capsys.readouterr().out
+    assert sorted(p.name for p in (tmp_path / "results" / "runs" / "ci").iterdir()) == ["coarse", "refiner_A1"]
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--runs", "A4"])
+    assert bad.value.code == 2 and "unknown run 'A4'; --list names them" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--set", "coarse_relight=2"])
+    assert bad.value.code == 2 and "coarse_relight is a fraction" in capsys.readouterr().err
