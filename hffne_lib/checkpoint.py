@@ -8,7 +8,7 @@ A checkpoint is one ``torch.save``d plain dict (loadable with ``torch.load(weigh
     resolution       training crop side (px)
     config           ExperimentConfig.to_dict()
     seed             the run's seed
-    git_revision     ``git describe --always --dirty`` of the code, or "unknown"
+    git_revision     ``git describe --always --dirty`` of the code as imported, or "unknown"
     manifest_hash    hffne_lib.data.manifest_hash of the training data, or "unknown"
     vgg_weight_source  where the VGG19 weights came from (random stand-in or a file)
     models           name -> state dict (coarse: generator, discriminator; refiner: refiner)
@@ -48,6 +48,11 @@ def git_revision(repo: str | os.PathLike | None = None) -> str:
         return "unknown"
 
 
+#: The revision of the code this process runs, taken when the package is imported: a long run keeps
+#: executing that code even if the checkout is edited or moved on meanwhile.
+CODE_REVISION = git_revision()
+
+
 def rng_state() -> dict[str, Any]:
     """The torch CPU (and CUDA, when present) generator states."""
     cuda = [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
@@ -82,7 +87,7 @@ def make_payload(kind: str, iteration: int, config: ExperimentConfig, models: di
         raise ValueError(f"checkpoint kind must be one of {KINDS}, got {kind!r}")
     return {"kind": kind, "format": FORMAT_VERSION, "iteration": int(iteration),
             "resolution": config.resolution, "config": config.to_dict(), "seed": config.seed,
-            "git_revision": git_revision(), "manifest_hash": manifest_hash,
+            "git_revision": CODE_REVISION, "manifest_hash": manifest_hash,
             "vgg_weight_source": vgg_weight_source,
             "models": {name: m.state_dict() for name, m in models.items()},
             "optimizers": {name: o.state_dict() for name, o in optimizers.items()},

@@ -29,7 +29,7 @@ import torch.nn as nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .checkpoint import git_revision, load_coarse
+from .checkpoint import CODE_REVISION, load_coarse
 from .config import ExperimentConfig, get_config
 from .conventions import normalize
 from .evaluate import DETAIL_FREE, REGIONS, detail_free, region_errors
@@ -190,7 +190,7 @@ def main(argv: list[str] | None = None) -> None:
     header = (f"Objective probe (beyond the paper): {args.split}, first {args.images} images, {args.steps} Adam "
               f"steps at lr {args.lr} on the normals themselves; preset {args.preset}; mean degrees; "
               f"VGG19: {vgg}; exemplars from {checkpoint} (iteration {payload['iteration']}, "
-              f"trained at revision {payload.get('git_revision', 'unknown')}); probe revision {git_revision()}.\n\n")
+              f"trained at revision {payload.get('git_revision', 'unknown')}); probe revision {CODE_REVISION}.\n\n")
     (out / "final.md").write_text(header + table + "\n")
     print(header + table)
 

@@ -18,7 +18,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import git_revision
+from .checkpoint import CODE_REVISION
 from .config import ExperimentConfig
 from .evaluate import DETAIL_FREE, REGIONS, Evaluation, evaluate
 from .experiments import experiments, load_experiment
@@ -101,7 +101,7 @@ def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bo
 def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float) -> dict[str, str]:
     """What made a table: code revision, preset, device, data, VGG weights, wall time."""
     estimator = load_experiment(cfg, run_dir, "Ours-paired")
-    return {"git revision": git_revision(), "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
+    return {"git revision": CODE_REVISION, "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
             "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": estimator.provenance["vgg_weights"],
             "wall time": f"{seconds:.0f} s"}
 

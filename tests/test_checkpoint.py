@@ -33,6 +33,14 @@ def test_checkpoint_carries_provenance_and_loads_weights_only(run):
     assert not list(refiner.parent.glob("*.tmp"))  # atomic: the temporary file was renamed away
 
 
+def test_revision_is_the_imported_codes_even_if_the_checkout_moves_on(monkeypatch):
+    """A long run records the revision it started with, not whatever is checked out at save time."""
+    import hffne_lib.checkpoint as checkpoint
+    before = checkpoint.make_payload("coarse", 1, tiny(), {}, {}, "m", "v")["git_revision"]
+    monkeypatch.setattr(checkpoint, "git_revision", lambda repo=None: "edited-since")
+    assert checkpoint.make_payload("coarse", 2, tiny(), {}, {}, "m", "v")["git_revision"] == before == checkpoint.CODE_REVISION
+
+
 def test_estimator_from_checkpoints_matches_the_saved_weights(run):
     _, _, coarse, refiner = run
     estimator = NormalEstimator.from_checkpoints(coarse, refiner)
