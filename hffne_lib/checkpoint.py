@@ -113,6 +113,12 @@ def load_checkpoint(path: str | os.PathLike, kind: str, resolution: int | None =
     return payload
 
 
+def checkpoint_revision(path: str | os.PathLike) -> str:
+    """The code revision that wrote a checkpoint (memory-mapped: the weights are not read)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return payload.get("git_revision", "unknown") if isinstance(payload, dict) else "unknown"
+
+
 def load_coarse(path: str | os.PathLike, resolution: int | None = None,
                 map_location: str | torch.device = "cpu") -> tuple[UNetGenerator, dict[str, Any]]:
     """The coarse generator of a checkpoint (eval mode) and the checkpoint itself."""

@@ -106,14 +106,19 @@ def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: 
     return done
 
 
-def load_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str,
-                    device: str = "cpu") -> NormalEstimator:
-    """The estimator of one row: the coarse checkpoint its refiner was trained on + that refiner."""
+def experiment_checkpoints(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
+    """The checkpoints of one row: (the coarse one its refiner was trained on, the refiner's latest)."""
     run_dir = Path(run_dir)
     exp_cfg = experiment_config(cfg, name)
     coarse_dir = run_dir / "coarse"
     coarse = coarse_dir / LATEST if exp_cfg.exemplar_iteration is None else milestone_path(coarse_dir, exp_cfg.exemplar_iteration)
-    estimator = NormalEstimator.from_checkpoints(coarse, run_dir / experiments(cfg)[name].stage / LATEST, device)
+    return coarse, run_dir / experiments(cfg)[name].stage / LATEST
+
+
+def load_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str,
+                    device: str = "cpu") -> NormalEstimator:
+    """The estimator of one row: the coarse checkpoint its refiner was trained on + that refiner."""
+    estimator = NormalEstimator.from_checkpoints(*experiment_checkpoints(cfg, run_dir, name), device)
     estimator.provenance["experiment"] = name
     return estimator
 

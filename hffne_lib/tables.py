@@ -18,10 +18,10 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import CODE_REVISION
+from .checkpoint import CODE_REVISION, checkpoint_revision
 from .config import ExperimentConfig
 from .evaluate import DETAIL_FREE, REGIONS, Evaluation, evaluate
-from .experiments import experiments, load_experiment
+from .experiments import experiment_checkpoints, experiments, load_experiment
 from .paper import COLUMNS, reported_table
 from .train import data_manifest_hash, open_split
 
@@ -99,11 +99,28 @@ def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bo
 
 
 def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float) -> dict[str, str]:
-    """What made a table: code revision, preset, device, data, VGG weights, wall time."""
+    """What made a table: code revision (of the measuring code, and of the training code behind each
+    checkpoint), preset, device, data, VGG weights, wall time."""
     estimator = load_experiment(cfg, run_dir, "Ours-paired")
-    return {"git revision": CODE_REVISION, "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
+    return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
+            "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
             "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": estimator.provenance["vgg_weights"],
             "wall time": f"{seconds:.0f} s"}
+
+
+def training_revisions(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:
+    """Which revision wrote each checkpoint the tables read, grouped:
+    ``"<revision>: coarse/latest.pt, Ours-paired, ...; <revision>: ..."`` (a resumed run records
+    the revision of its last session)."""
+    by_revision: dict[str, list[str]] = {}
+    seen: set[Path] = set()
+    for name in experiments(cfg):
+        coarse, refiner = experiment_checkpoints(cfg, run_dir, name)
+        for label, path in ((f"coarse/{coarse.name}", coarse), (name, refiner)):
+            if path not in seen:
+                seen.add(path)
+                by_revision.setdefault(checkpoint_revision(path), []).append(label)
+    return "; ".join(f"{revision}: {', '.join(labels)}" for revision, labels in by_revision.items())
 
 
 def _device_name(device: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
+from hffne_lib.checkpoint import CODE_REVISION
 from hffne_lib.experiments import experiments, prepare, train_experiments
 from hffne_lib.paper import REPORTED
 from hffne_lib.tables import COARSE_ROW, TABLE3_FINAL_ROW, build_tables, provenance, write_tables
@@ -45,6 +46,10 @@ def test_provenance_header_and_labels(two_runs):
     for key in ("git revision", "preset: ci", "device: cpu", "data manifest hash", "VGG19 weights", "wall time"):
         assert f"# {key}" in csv
     assert "STAND-IN" in csv  # no ImageNet VGG19 on these machines, and the table says so
+    trained_at = next(line for line in csv.splitlines() if line.startswith("# checkpoints trained at: "))
+    revision, runs = trained_at.removeprefix("# checkpoints trained at: ").split(": ", 1)
+    assert revision == CODE_REVISION and ";" not in runs  # one session trained every checkpoint here
+    assert {"coarse/latest.pt", "coarse/iter_0000001.pt", "A1", "Ours-paired"} <= set(runs.split(", "))
     frame = pd.read_csv(folder / "table3.csv", comment="#", index_col=0)
     reported = frame[frame["source"].str.startswith(REPORTED)]
     measured = frame[frame["source"].str.startswith("measured")]
