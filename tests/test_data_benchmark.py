@@ -140,3 +140,25 @@ def test_presets_are_named_and_sized():
     paper = BENCHMARK_PRESETS["paper"]
     assert 2000 < paper.lab_identities * paper.lab_captures * 4 * paper.test_fraction < 3000   # ~2.5k test pairs
     assert paper.scan_identities == 53
+
+
+def test_parallel_build_writes_the_same_bytes(built, tmp_path):
+    root, manifest = built
+    assert build_benchmark(tmp_path / "parallel", TINY, progress=False, workers=2) == manifest
+    assert manifest_hash(tmp_path / "parallel") == manifest_hash(root)
+
+
+def test_command_line_builds_and_refuses_other_data(tmp_path, capsys):
+    from hffne_lib.data.__main__ import main
+
+    target = tmp_path / "ci"
+    assert main(["--preset", "ci", "--root", str(target), "--workers", "1", "--no-progress"]) == 0
+    assert f"{target}: manifest sha256 {manifest_hash(target)}" in capsys.readouterr().out
+    before = _snapshot(target)
+    assert main(["--preset", "cpu", "--root", str(target), "--no-progress"]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "other settings" in error and "size: 64 -> 128" in error
+    assert _snapshot(target) == before
+    with pytest.raises(SystemExit) as usage:
+        main(["--preset", "ci", "--root", str(tmp_path / "x"), "--workers", "0"])
+    assert usage.value.code == 2 and not (tmp_path / "x").exists()

@@ -104,15 +104,15 @@ def plan_splits(config: BenchmarkConfig) -> dict[str, list[tuple[int, int]]]:
 
 
 def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci", sfm_path: str | os.PathLike | None = None,
-                    progress: bool = True, workers: int = 1) -> dict:
+                    progress: bool = True, workers: int | None = 1) -> dict:
     """Generate a benchmark under ``root`` and return its manifest.
 
     Idempotent: a finished benchmark with the same settings is returned untouched; other
     settings raise a one-line ValueError and change nothing. Resumable: a killed build goes on
     from its finished shards. ``sfm_path`` (else $HFFNE_SFM_PATH) names the Surrey Face Model;
-    ``workers`` > 1 renders shards in parallel processes (same output; they are spawned, not
-    forked, as forking after torch has run can hang, so a calling script needs the usual
-    ``if __name__ == "__main__":`` guard).
+    ``workers`` > 1 renders shards in parallel processes, None one per CPU core (same output;
+    they are spawned, not forked, as forking after torch has run can hang, so a calling script
+    needs the usual ``if __name__ == "__main__":`` guard).
     """
     config = resolve_config(config)
     path = resolve_sfm_path(sfm_path)
@@ -130,6 +130,7 @@ def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci
             for split, items in plan_splits(config).items()
             for k, chunk in enumerate(items[i:i + config.shard_size] for i in range(0, len(items), config.shard_size))]
     todo = [(str(file), split, chunk, settings, str(path) if sfm else None) for file, split, chunk in jobs if not file.exists()]
+    workers = min(available_cores() if workers is None else workers, len(todo))
     with tqdm(total=sum(len(c) for _, _, c in jobs), initial=sum(len(c) for f, _, c in jobs if f.exists()),
               desc=f"benchmark {root.name}", unit="sample", disable=not progress) as bar:
         if workers > 1:
@@ -140,6 +141,11 @@ def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci
             for job in todo:
                 bar.update(_build_shard(job, sfm))
     return finish_build(root, settings, [(file, split) for file, split, _ in jobs])
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the system has one)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def begin_build(root: Path, settings: dict) -> dict | None:
