@@ -30,7 +30,8 @@ from tqdm.auto import tqdm
 from .checkpoint import LATEST, milestone_path
 from .config import ExperimentConfig, get_config, with_overrides
 from .pipeline import NormalEstimator
-from .train import add_override_argument, parse_overrides, train_coarse, train_refiner
+from .train import (EXIT_TIME_BUDGET, TimeBudgetReached, add_override_argument, add_time_budget_argument,
+                    build_benchmark_first, deadline_after, parse_overrides, train_coarse, train_refiner)
 
 
 @dataclass(frozen=True)
@@ -83,24 +84,25 @@ def prepare(preset: str, data_root: str | os.PathLike = "data", results_root: st
 
 
 def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: Iterable[str] | None = None,
-                      progress: bool = True, stage_progress: bool = False) -> dict[str, Path]:
+                      progress: bool = True, stage_progress: bool = False,
+                      deadline: float | None = None) -> dict[str, Path]:
     """Train the coarse stage and the named refinement runs (default: all), skipping finished ones.
 
     ``progress``: one bar over the runs; ``stage_progress``: a bar over each run's iterations too
-    (off by default: notebook runners choke on the flood)."""
+    (off by default: notebook runners choke on the flood). ``deadline``: as for ``train_coarse``."""
     run_dir = Path(run_dir)
     known = experiments(cfg)
     names = list(names or known)
     bar = tqdm(total=len(names) + 1, desc="runs", disable=not progress)
     bar.set_postfix_str("coarse")
-    train_coarse(cfg, run_dir, progress=stage_progress)
+    train_coarse(cfg, run_dir, progress=stage_progress, deadline=deadline)
     bar.update()
     done = {}
     for name in names:
         bar.set_postfix_str(name)
         experiment = known[name]
         done[name] = train_refiner(experiment_config(cfg, name), run_dir, stage_name=experiment.stage,
-                                   progress=stage_progress)
+                                   progress=stage_progress, deadline=deadline)
         bar.update()
     bar.close()
     return done
@@ -123,8 +125,6 @@ def load_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str
     return estimator
 
 
-
-
 def main(argv: list[str] | None = None) -> int:
     """``python -m hffne_lib.experiments``: train named runs (default all) into the notebooks' run
     directory, one after another; ``--list`` names them."""
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--list", action="store_true", help="print the run names and their labels, then stop")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_override_argument(parser)
+    add_time_budget_argument(parser)
     args = parser.parse_args(argv)
     try:
         cfg, run_dir = prepare(args.preset, args.data_root, args.results_root, args.device, **parse_overrides(args.set))
@@ -150,10 +151,17 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.runs or [] if name not in known]
     if unknown:
         parser.exit(2, f"hffne_lib.experiments: unknown run {unknown[0]!r}; --list names them\n")
-    for name in args.runs or list(known):
-        start = time.perf_counter()
-        path = train_experiments(cfg, run_dir, [name], progress=False, stage_progress=not args.no_progress)[name]
-        print(f"{name}: {path} ({time.perf_counter() - start:.0f} s)", flush=True)
+    deadline = deadline_after(args.max_minutes)
+    try:
+        build_benchmark_first(cfg, progress=not args.no_progress)
+        for name in args.runs or list(known):
+            start = time.perf_counter()
+            path = train_experiments(cfg, run_dir, [name], progress=False, stage_progress=not args.no_progress,
+                                     deadline=deadline)[name]
+            print(f"{name}: {path} ({time.perf_counter() - start:.0f} s)", flush=True)
+    except TimeBudgetReached as err:
+        print(f"hffne_lib.experiments: {err}", file=sys.stderr)
+        return EXIT_TIME_BUDGET
     return 0
 
 

@@ -23,6 +23,7 @@ import ast
 import csv
 import math
 import os
+import sys
 import time
 from contextlib import nullcontext
 from dataclasses import dataclass
@@ -53,8 +54,22 @@ RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "c
                      "checkpoint_every", "data_root", "eval_every", "eval_splits"}
 
 
+#: Exit code of the training commands when ``--max-minutes`` ran out (run the command again to go on).
+EXIT_TIME_BUDGET = 75
+
+
 class NonFiniteLossError(RuntimeError):
     """A loss became NaN or infinite; the run stopped and its last good checkpoint is kept."""
+
+
+class TimeBudgetReached(Exception):
+    """The wall-clock budget ran out before the last iteration; the checkpoint of the iteration
+    reached was written, so the same call resumes from it."""
+
+    def __init__(self, stage_dir: Path, iteration: int, total: int):
+        super().__init__(f"{stage_dir.name} stopped at iteration {iteration} of {total}: the time budget ran out; "
+                         f"{stage_dir / LATEST} was saved, run the same command again to go on")
+        self.iteration, self.total = iteration, total
 
 
 # ----------------------------------------------------------------------------- runtime
@@ -162,6 +177,19 @@ def open_split(cfg: ExperimentConfig, split: str) -> Dataset:
         return FaceNormalDataset(cfg.data_root, split)
 
 
+def build_benchmark_first(cfg: ExperimentConfig, progress: bool = True) -> None:
+    """For the command lines: build a missing benchmark at ``cfg.data_root`` on every CPU core
+    before training (``open_split``, inside the loops, builds on one core, which takes minutes at
+    256 px). torchrun's processes would race to write it, so there it must exist already."""
+    from .data import build_benchmark
+    if data_manifest_hash(cfg) != "unknown":
+        return
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ValueError(f"no benchmark at {cfg.data_root}: build it before torchrun with "
+                         f"python -m hffne_lib.data --preset {cfg.data_preset} --root {cfg.data_root}")
+    build_benchmark(cfg.data_root, cfg.data_preset, progress=progress, workers=None)
+
+
 def data_manifest_hash(cfg: ExperimentConfig) -> str:
     """Hash of the benchmark at ``cfg.data_root`` ("unknown" when there is none)."""
     from .data import manifest_hash
@@ -246,6 +274,18 @@ def read_log(path: str | os.PathLike) -> pd.DataFrame:
     return pd.read_csv(path).set_index("iteration")
 
 
+def time_is_up(deadline: float | None, iteration: int, cfg: ExperimentConfig, rt: Runtime) -> bool:
+    """Whether ``deadline`` (``time.monotonic()`` seconds; None: never) has passed, looked at every
+    ``cfg.log_every`` iterations. Under DDP rank 0's clock decides, so every process stops at the
+    same iteration."""
+    if deadline is None or iteration % cfg.log_every:
+        return False
+    up = torch.tensor(float(time.monotonic() >= deadline), device=rt.device)
+    if rt.world > 1:
+        dist.broadcast(up, 0)
+    return bool(up.item())
+
+
 def check_finite(losses: dict[str, torch.Tensor], iteration: int, stage_dir: Path) -> dict[str, float]:
     """Loss tensors -> floats; NonFiniteLossError naming the loss and the checkpoint kept."""
     values = {name: float(value.detach()) for name, value in losses.items()}
@@ -284,17 +324,18 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path) ->
                                   f"now {now.get(key)!r} (use another run_dir or resume=False)")
 
 
-# ----------------------------------------------------------------------------- beyond the paper
 # ----------------------------------------------------------------------------- stage 1
 def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = True,
-                 dataset: Dataset | None = None, progress: bool = True, stop_after: int | None = None) -> Path:
+                 dataset: Dataset | None = None, progress: bool = True, stop_after: int | None = None,
+                 deadline: float | None = None) -> Path:
     """Train the pix2pix coarse network on lab_train; returns the path of ``coarse/latest.pt``.
 
     Losses: supervised (cfg.supervised_loss inside the face mask) * cfg.supervised_weight +
     adversarial * cfg.gan_weight for the generator; the PatchGAN's BCE (halved) for the
     discriminator. ``cfg.coarse_relight`` > 0 relights that fraction of the images (beyond the
     paper; items then need "albedo" too). ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
-    ``stop_after`` ends the run after that iteration as if it had been killed.
+    ``stop_after`` ends the run after that iteration as if it had been killed. At ``deadline``
+    (``time.monotonic()`` seconds) the run saves its checkpoint and raises TimeBudgetReached.
     """
     rt = setup_runtime(cfg)
     stage_dir = Path(run_dir) / "coarse"
@@ -351,9 +392,13 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
         if iteration % cfg.log_every == 0 or iteration == cfg.coarse_iters:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(sup=f"{values['g_supervised']:.4f}", d=f"{values['loss_d']:.3f}")
+        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.coarse_iters
         if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration in cfg.coarse_milestones
-                           or iteration == cfg.coarse_iters):
+                           or iteration == cfg.coarse_iters or out_of_time):
             save(iteration)
+        if out_of_time:
+            bar.close()
+            raise TimeBudgetReached(stage_dir, iteration, cfg.coarse_iters)
         if stop_after is not None and iteration >= stop_after:
             break
     return stage_dir / LATEST
@@ -396,7 +441,7 @@ def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
 def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_checkpoint: str | os.PathLike | None = None,
                   stage_name: str = "refiner", resume: bool = True, dataset: Dataset | None = None,
                   progress: bool = True, stop_after: int | None = None,
-                  eval_datasets: dict[str, Dataset] | None = None) -> Path:
+                  eval_datasets: dict[str, Dataset] | None = None, deadline: float | None = None) -> Path:
     """Train the exemplar-based refiner (eq. 10) without ground truth; returns ``<stage>/latest.pt``.
 
     Exemplars come from ``coarse_checkpoint`` (default: ``exemplar_checkpoint(cfg, run_dir)``),
@@ -407,6 +452,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     ``stage_name`` names the sub-folder, so variants can share one run_dir and one coarse stage.
     With ``cfg.eval_every`` > 0 the held-out ``eval_datasets`` (default: the benchmark's
     ``cfg.eval_splits``) are measured every that many iterations into ``<stage>/eval.csv``.
+    ``stop_after`` and ``deadline`` as for ``train_coarse``.
     """
     rt = setup_runtime(cfg)
     stage_dir = Path(run_dir) / stage_name
@@ -465,10 +511,14 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         if measured and iteration % cfg.eval_every == 0:
             eval_log.write(iteration, time.perf_counter() - t0,
                            measure_refinement(coarse_net, unwrap(net), measured, rt.device))
-        if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters):
+        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.refine_iters
+        if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters or out_of_time):
             save_checkpoint(stage_dir / LATEST, make_payload(
                 "refiner", iteration, cfg, {"refiner": unwrap(net)}, {"refiner": optimizer}, manifest,
                 vgg_source, exemplar=exemplar_info))
+        if out_of_time:
+            bar.close()
+            raise TimeBudgetReached(stage_dir, iteration, cfg.refine_iters)
         if stop_after is not None and iteration >= stop_after:
             break
     return stage_dir / LATEST
@@ -495,32 +545,61 @@ def add_override_argument(parser: argparse.ArgumentParser) -> None:
                         help="config overrides, e.g. data_root=data/synthetic_cpu refiner__architecture=A1")
 
 
+def add_time_budget_argument(parser: argparse.ArgumentParser) -> None:
+    """``--max-minutes M`` (read with ``deadline_after``)."""
+    parser.add_argument("--max-minutes", type=float, metavar="M",
+                        help=f"wall-clock budget: when it runs out the run saves its checkpoint and exits with "
+                             f"code {EXIT_TIME_BUDGET}; the same command then goes on from there")
+
+
+def deadline_after(minutes: float | None) -> float | None:
+    """``time.monotonic()`` seconds ``minutes`` from now (None: no deadline)."""
+    return None if minutes is None else time.monotonic() + 60.0 * minutes
+
+
 def parse_command_line(argv: list[str] | None = None) -> tuple[argparse.Namespace, ExperimentConfig]:
-    """Command-line words -> (arguments, config). ``--set`` may be repeated; all of them apply."""
-    parser = argparse.ArgumentParser(description="Train HFFNE's coarse and/or refinement stage.")
+    """Command-line words -> (arguments, config). ``--set`` may be repeated; all of them apply.
+    An unknown preset or setting exits with code 2 and one line."""
+    parser = argparse.ArgumentParser(prog="python -m hffne_lib.train",
+                                     description="Train HFFNE's coarse and/or refinement stage.")
     parser.add_argument("stage", choices=["coarse", "refiner", "both"])
     parser.add_argument("--preset", default="ci")
     parser.add_argument("--run-dir", required=True)
     parser.add_argument("--stage-name", default="refiner", help="sub-folder of the refinement run")
     add_override_argument(parser)
+    add_time_budget_argument(parser)
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
-    return args, get_config(args.preset, **parse_overrides(args.set))
-
-
-def main(argv: list[str] | None = None) -> None:
-    args, cfg = parse_command_line(argv)
-    kwargs = {"resume": not args.no_resume, "progress": not args.no_progress}
     try:
+        return args, get_config(args.preset, **parse_overrides(args.set))
+    except (KeyError, ValueError, TypeError) as err:
+        parser.exit(2, f"{parser.prog}: {err.args[0] if err.args else err}\n")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hffne_lib.train``; returns the exit code: 0 done, 1 a one-line error,
+    EXIT_TIME_BUDGET when ``--max-minutes`` ran out (run it again to go on)."""
+    args, cfg = parse_command_line(argv)
+    kwargs = {"resume": not args.no_resume, "progress": not args.no_progress,
+              "deadline": deadline_after(args.max_minutes)}
+    try:
+        build_benchmark_first(cfg, progress=not args.no_progress)
         if args.stage in ("coarse", "both"):
             print(train_coarse(cfg, args.run_dir, **kwargs))
         if args.stage in ("refiner", "both"):
             print(train_refiner(cfg, args.run_dir, stage_name=args.stage_name, **kwargs))
+    except TimeBudgetReached as err:
+        print(f"hffne_lib.train: {err}", file=sys.stderr)
+        return EXIT_TIME_BUDGET
+    except (CheckpointError, NonFiniteLossError, ValueError) as err:
+        print(f"hffne_lib.train: {err}", file=sys.stderr)
+        return 1
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

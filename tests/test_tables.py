@@ -8,6 +8,7 @@ from hffne_lib.checkpoint import CODE_REVISION
 from hffne_lib.experiments import experiments, prepare, train_experiments
 from hffne_lib.paper import REPORTED
 from hffne_lib.tables import COARSE_ROW, TABLE3_FINAL_ROW, build_tables, provenance, write_tables
+from hffne_lib.train import EXIT_TIME_BUDGET
 
 TINY = dict(coarse_iters=4, coarse_milestones=(1, 2, 3), refine_iters=2, checkpoint_every=2, log_every=1)
 
@@ -85,6 +86,8 @@ def test_experiments_command_trains_the_named_runs_where_the_notebooks_look(tmp_
     assert main([*args, "--runs", "A1"]) == 0
     assert f"A1: {tmp_path / 'results' / 'runs' / 'ci' / 'refiner_A1' / 'latest.pt'}" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "results" / "runs" / "ci").iterdir()) == ["coarse", "refiner_A1"]
+    assert main([*args, "--runs", "A1", "A2", "--max-minutes", "0"]) == EXIT_TIME_BUDGET   # A1 is done already
+    assert "refiner_A2 stopped at iteration 1 of 2" in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
         main([*args, "--runs", "A4"])
     assert bad.value.code == 2 and "unknown run 'A4'; --list names them" in capsys.readouterr().err

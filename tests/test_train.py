@@ -13,8 +13,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
 from hffne_lib.losses import high_frequency_shading_loss
-from hffne_lib.train import (NonFiniteLossError, SeededBatchSampler, parse_command_line, read_log, train_coarse,
-                             train_refiner)
+from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, SeededBatchSampler, TimeBudgetReached, main,
+                             parse_command_line, read_log, train_coarse, train_refiner)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -112,6 +112,43 @@ def test_resume_equals_uninterrupted(tmp_path, stage):
         assert states_equal(full["models"][name], resumed["models"][name]), name
     logs = [read_log(tmp_path / run / stage / "log.csv").drop(columns="seconds") for run in ("full", "killed")]
     assert logs[0].equals(logs[1])
+
+
+@pytest.mark.parametrize("stage", ["coarse", "refiner"])
+def test_time_budget_saves_and_resumes_to_the_uninterrupted_numbers(tmp_path, stage):
+    cfg = tiny(log_every=3)      # the clock is read every 3 iterations: a spent budget stops at 3
+    train_coarse(cfg, tmp_path / "full", dataset=RandomFaces(), progress=False)
+    train = train_coarse if stage == "coarse" else train_refiner
+    if stage == "refiner":
+        train_refiner(cfg, tmp_path / "full", dataset=RandomFaces(), progress=False)
+        train_coarse(cfg, tmp_path / "budget", dataset=RandomFaces(), progress=False)
+    total = cfg.coarse_iters if stage == "coarse" else cfg.refine_iters
+    with pytest.raises(TimeBudgetReached, match=rf"{stage} stopped at iteration 3 of {total}: .*run the same command"):
+        train(cfg, tmp_path / "budget", dataset=RandomFaces(), progress=False, deadline=0.0)
+    assert load_checkpoint(tmp_path / "budget" / stage / "latest.pt", stage)["iteration"] == 3
+    train(cfg, tmp_path / "budget", dataset=RandomFaces(), progress=False, deadline=float("inf"))
+    full = load_checkpoint(tmp_path / "full" / stage / "latest.pt", stage)
+    resumed = load_checkpoint(tmp_path / "budget" / stage / "latest.pt", stage)
+    assert resumed["iteration"] == total
+    for name in full["models"]:
+        assert states_equal(full["models"][name], resumed["models"][name]), name
+
+
+def test_command_line_time_budget_exit_code_and_one_line_errors(tmp_path, capsys):
+    args = ["both", "--preset", "ci", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set",
+            f"data_root={tmp_path / 'data'}", "coarse_iters=4", "refine_iters=2", "log_every=1", "coarse_milestones=()"]
+    assert main(args + ["--max-minutes", "0"]) == EXIT_TIME_BUDGET
+    error = capsys.readouterr().err.strip().splitlines()
+    assert len(error) == 1 and "coarse stopped at iteration 1 of 4" in error[0]
+    assert not (tmp_path / "run" / "refiner").exists()                  # the refiner waits for its exemplar
+    assert (tmp_path / "data" / "manifest.json").is_file()              # built first, on every core
+    assert main(args) == 0
+    assert load_checkpoint(tmp_path / "run" / "refiner" / "latest.pt", "refiner")["iteration"] == 2
+    with pytest.raises(SystemExit) as bad:
+        main(["both", "--run-dir", str(tmp_path / "x"), "--set", "no_such_field=1"])
+    assert bad.value.code == 2 and capsys.readouterr().err.count("\n") == 1
+    assert main(["refiner", "--run-dir", str(tmp_path / "x"), "--set", f"data_root={tmp_path / 'data'}"]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1         # no coarse checkpoint: one line
 
 
 def test_evaluation_during_training_is_logged_and_changes_nothing(tmp_path):
