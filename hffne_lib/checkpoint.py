@@ -38,14 +38,15 @@ LATEST = "latest.pt"
 
 
 def git_revision(repo: str | os.PathLike | None = None) -> str:
-    """``git describe --always --dirty`` of the package's checkout, or "unknown" outside git."""
+    """``git describe --always --dirty`` of the package's checkout; outside git (a copy of the tree
+    without .git) the environment variable HFFNE_GIT_REVISION if set, else "unknown"."""
     repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[1]
     try:
         out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True,
                              text=True, timeout=10, check=True)
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
-        return "unknown"
+        return os.environ.get("HFFNE_GIT_REVISION", "unknown")
 
 
 #: The revision of the code this process runs, taken when the package is imported: a long run keeps

@@ -107,3 +107,61 @@ def compare(evaluations: dict[str, Evaluation], stages: Iterable[str] = STAGES, 
         parts.append(table.assign(run=run))
     long = pd.concat(parts, ignore_index=True)
     return long.pivot_table(index=["split", "region"], columns=["run", "stage"], values=column)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hffne_lib.evaluate``: a trained run on the benchmark's held-out splits."""
+    import argparse
+    import sys
+    import time
+    from pathlib import Path
+
+    from .checkpoint import CODE_REVISION, load_checkpoint
+    from .config import EVAL_SPLITS, ExperimentConfig
+    from .official import CheckpointError
+    from .predict import resolve_checkpoints
+    from .tables import write_tables
+    from .train import data_manifest_hash, open_split
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hffne_lib.evaluate",
+        description="Mean angular errors of a trained run (coarse exemplar, refined, detail-free reference) on the "
+                    "benchmark's held-out splits, whole face, detail region and fine band.")
+    parser.add_argument("checkpoint", nargs="+", metavar="PATH",
+                        help="RUN_DIR, RUN_DIR/<refiner stage>, REFINER.pt, or COARSE.pt REFINER.pt")
+    parser.add_argument("--data-root", help="the benchmark (default: the data_root the refiner was trained with)")
+    parser.add_argument("--splits", nargs="+", default=list(EVAL_SPLITS), choices=EVAL_SPLITS)
+    parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    parser.add_argument("--out", metavar="DIR", help="write evaluation.csv/.md/.tex (means, with provenance) and "
+                                                     "summary.csv (every statistic) here")
+    parser.add_argument("--no-progress", action="store_true")
+    args = parser.parse_args(argv)
+    start = time.perf_counter()
+    try:
+        coarse_path, refiner_path = resolve_checkpoints(args.checkpoint)
+        estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device)
+        cfg = ExperimentConfig.from_dict(load_checkpoint(refiner_path, "refiner")["config"])
+        cfg.data_root = args.data_root or cfg.data_root
+        datasets = {split: open_split(cfg, split) for split in args.splits}
+    except (CheckpointError, FileNotFoundError, ValueError) as err:
+        print(f"{parser.prog}: {err}", file=sys.stderr)
+        return 2
+    result = evaluate_splits(estimator, datasets, progress=not args.no_progress)
+    means = result.summary.pivot_table(index=["split", "region"], columns="stage", values="mean", sort=False)
+    print(means.round(2).to_string())
+    if args.out:
+        meta = {"git revision": CODE_REVISION, "checkpoints": f"{coarse_path} (iteration "
+                f"{estimator.provenance['coarse_iteration']}), {refiner_path} (iteration "
+                f"{estimator.provenance['refiner_iteration']}, trained at {estimator.provenance['git_revision']})",
+                "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg),
+                "VGG19 weights": estimator.provenance["vgg_weights"], "unit": "mean angular error, degrees",
+                "wall time": f"{time.perf_counter() - start:.0f} s"}
+        table = means.rename_axis(columns=None).reset_index(level="region")   # split as the index: no tuples
+        written = write_tables({"evaluation": table}, args.out, meta)
+        result.summary.to_csv(Path(args.out) / "summary.csv", index=False)
+        print(f"{parser.prog}: wrote {', '.join(str(p) for p in written)}, {Path(args.out) / 'summary.csv'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -130,12 +130,12 @@ def _device_name(device: str) -> str:
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numbers to 2 decimals, image counts as integers (empty for the paper's rows)."""
+    """Numbers to 2 decimals, image counts as integers (empty for the paper's rows); text as it is."""
     frame = frame.copy()
     for column in frame.columns:
         if column == "images":
             frame[column] = pd.to_numeric(frame[column]).round().astype("Int64")
-        elif column != "source":
+        elif not pd.api.types.is_string_dtype(frame[column]):
             frame[column] = pd.to_numeric(frame[column]).round(2)
     return frame
 

@@ -78,3 +78,11 @@ def test_resume_refuses_a_changed_config_but_allows_a_longer_run(run):
                       dataset=RandomFaces(), progress=False)
     longer = train_refiner(tiny(coarse_iters=3, refine_iters=3, seed=7), root, dataset=RandomFaces(), progress=False)
     assert load_checkpoint(longer, "refiner")["iteration"] == 3
+
+
+def test_revision_outside_git_comes_from_the_environment(tmp_path, monkeypatch):
+    """A copy of the tree without .git (e.g. sent to a GPU machine) names its revision by setting."""
+    monkeypatch.delenv("HFFNE_GIT_REVISION", raising=False)
+    assert git_revision(tmp_path) == "unknown"
+    monkeypatch.setenv("HFFNE_GIT_REVISION", "abc1234")
+    assert git_revision(tmp_path) == "abc1234"

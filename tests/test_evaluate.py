@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import pandas as pd
 import pytest
 import torch
 import torch.nn as nn
@@ -59,3 +60,32 @@ def test_detail_region_is_measured_separately():
     assert exact.loc[(DETAIL_FREE, "fine"), "mean"] > 0.0 == exact.loc[("coarse", "fine"), "mean"].round(3)
     wide = compare({"run": table})
     assert wide.loc[("b", "detail"), ("run", "refined")] == pytest.approx(detail)
+
+
+def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
+    from hffne_lib.config import get_config
+    from hffne_lib.evaluate import main as evaluate_main
+    from hffne_lib.train import main as train_main, open_split
+
+    data_root = tmp_path / "bench"
+    assert train_main(["both", "--preset", "ci", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set",
+                       f"data_root={data_root}", "coarse_iters=2", "refine_iters=2", "coarse_milestones=()"]) == 0
+    out = tmp_path / "report"
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "wild_test", "scans", "--out", str(out),
+                          "--no-progress"]) == 0
+    header = [line for line in (out / "evaluation.md").read_text().splitlines() if line.startswith("- ")]
+    assert [line.split(":")[0] for line in header] == ["- git revision", "- checkpoints", "- preset", "- device",
+                                                       "- data manifest hash", "- VGG19 weights", "- unit",
+                                                       "- wall time"]
+    assert "(iteration 2)" in header[1] and "STAND-IN" in header[5]
+    written = pd.read_csv(out / "summary.csv")
+    cfg = get_config("ci", data_root=str(data_root))
+    estimator = NormalEstimator.from_checkpoints(tmp_path / "run" / "coarse" / "latest.pt",
+                                                 tmp_path / "run" / "refiner" / "latest.pt")
+    expected = evaluate(estimator, open_split(cfg, "scans"), progress=False, name="scans").summary
+    got = written[written["split"] == "scans"].reset_index(drop=True)
+    assert got[["stage", "region"]].equals(expected[["stage", "region"]])
+    assert got["mean"].to_numpy() == pytest.approx(expected["mean"].to_numpy().astype(float), abs=1e-9)
+    capsys.readouterr()
+    assert evaluate_main([str(tmp_path / "nowhere")]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
