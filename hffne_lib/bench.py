@@ -76,6 +76,21 @@ def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: i
     return (time.perf_counter() - start) / iters
 
 
+def _timed_compiled(make_fn: Callable[[bool], Callable[[], object]], device: torch.device, warmup: int,
+                    iters: int, compiled: bool) -> tuple[float, dict]:
+    """``_timed(make_fn(compiled))``; when compiling fails (it happens at the first call), the
+    uncompiled ``make_fn(False)`` is timed instead and the failure recorded, so one broken compiler
+    costs that speed-up, not the whole benchmark. -> (seconds per call, notes for the result)."""
+    if compiled:
+        try:
+            return _timed(make_fn(True), device, warmup, iters), {"compiled": True}
+        except Exception as err:  # noqa: BLE001 - any compiler failure: fall back and say why
+            torch._dynamo.reset()
+            reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
+            return _timed(make_fn(False), device, warmup, iters), {"compiled": False, "compile_error": reason[:300]}
+    return _timed(make_fn(False), device, warmup, iters), {"compiled": False}
+
+
 def _autocast(device: torch.device, enabled: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
@@ -121,11 +136,14 @@ def bench_training(authors: BenchPath, fast: BenchPath, device: torch.device, ba
         optimised = name == "optimised"
         params = [p for p in path.refiner.parameters() if p.requires_grad]
         optimizer = torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
-        refiner = torch.compile(path.refiner) if (optimised and compile_fast) else path.refiner
         g = gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+
+        def step(compiled: bool, path=path, optimizer=optimizer, g=g, optimised=optimised):
+            refiner = torch.compile(path.refiner) if compiled else path.refiner
+            return lambda: training_step(path, optimizer, g, rgb, optimised, refiner)
         _reset_peak(device)
-        seconds = _timed(lambda: training_step(path, optimizer, g, rgb, optimised, refiner), device, warmup, iters)
-        results[name] = {"iterations_per_s": 1.0 / seconds, "peak_memory_mib": _peak_memory(device)}
+        seconds, notes = _timed_compiled(step, device, warmup, iters, optimised and compile_fast)
+        results[name] = {"iterations_per_s": 1.0 / seconds, "peak_memory_mib": _peak_memory(device), **notes}
     results["speedup"] = results["optimised"]["iterations_per_s"] / results["authors"]["iterations_per_s"]
     return results
 
@@ -148,12 +166,15 @@ def bench_inference(authors: BenchPath, fast: BenchPath, device: torch.device, b
         row = {}
         for name, path in (("authors", authors), ("optimised", fast)):
             optimised = name == "optimised"
-            fn = _inference_fn(path, optimised, compile_mode if optimised else None)
             g = gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+
+            def call(compiled: bool, path=path, optimised=optimised, g=g):
+                fn = _inference_fn(path, optimised, compile_mode if compiled else None)
+                return lambda: fn(g)
             _reset_peak(device)
-            seconds = _timed(lambda: fn(g), device, warmup, iters)
+            seconds, notes = _timed_compiled(call, device, warmup, iters, optimised and compile_mode is not None)
             row[name] = {"images_per_s": batch / seconds, "latency_ms": 1000 * seconds,
-                         "peak_memory_mib": _peak_memory(device)}
+                         "peak_memory_mib": _peak_memory(device), **notes}
         row["speedup"] = row["optimised"]["images_per_s"] / row["authors"]["images_per_s"]
         results[f"batch_{batch}"] = row
     return results
@@ -202,8 +223,10 @@ def device_label(device: torch.device) -> str:
 def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),
         warmup: int = 10, iters: int = 50, compile_fast: bool = True, compile_mode: str | None = "reduce-overhead",
         data_root: str | None = None, workers: int = 4, coarse: CoarseConfig | None = None,
-        refiner: RefinerConfig | None = None) -> dict:
-    """The whole benchmark; returns the result dict (also what main() writes as JSON)."""
+        refiner: RefinerConfig | None = None, on_section: Callable[[dict], None] | None = None) -> dict:
+    """The whole benchmark; returns the result dict (also what main() writes as JSON).
+    ``on_section`` is called with the result so far after each section (main() writes it, so a
+    run cut short keeps what it measured)."""
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
@@ -214,14 +237,20 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     _copy_weights(authors, fast)
     authors, fast = _prepare(authors, dev, False), _prepare(fast, dev, True)
     result = {"device": device_label(dev), "torch": torch.__version__, "resolution": size,
-              "agreement": agreement(authors, fast, dev, size),
-              "training": bench_training(authors, fast, dev, train_batch, size, warmup, iters, compile_fast),
-              "inference": bench_inference(authors, fast, dev, batches, size, warmup, iters,
-                                           compile_mode if compile_fast else None),
-              "input": bench_input(size, train_batch, data_root, iters, workers),
               "settings": {"train_batch": train_batch, "warmup": warmup, "iters": iters,
                            "compile": compile_fast, "compile_mode": compile_mode,
                            "vgg_weights": "random (speed does not depend on the weights)"}}
+    sections = {
+        "agreement": lambda: agreement(authors, fast, dev, size),
+        "training": lambda: bench_training(authors, fast, dev, train_batch, size, warmup, iters, compile_fast),
+        "inference": lambda: bench_inference(authors, fast, dev, batches, size, warmup, iters,
+                                             compile_mode if compile_fast else None),
+        "input": lambda: bench_input(size, train_batch, data_root, iters, workers),
+    }
+    for name, measure in sections.items():
+        result[name] = measure()
+        if on_section is not None:
+            on_section(result)
     return result
 
 
@@ -236,11 +265,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
-    result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
-                 data_root=args.data_root, workers=args.workers)
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{result['device']}.json"
-    path.write_text(json.dumps(result, indent=2) + "\n")
+    path = args.out / f"{device_label(torch.device(args.device))}.json"
+
+    def write(partial: dict) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(json.dumps(partial, indent=2) + "\n")
+        tmp.replace(path)
+        print(f"[bench] {next(reversed(partial))} done", flush=True)
+    result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
+                 data_root=args.data_root, workers=args.workers, on_section=write)
     print(json.dumps(result, indent=2))
     print(f"written {path}")
     return 0

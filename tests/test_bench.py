@@ -26,3 +26,24 @@ def test_benchmark_runs_and_paths_agree(tmp_path):
     assert set(result["inference"]) == {"batch_1", "batch_2"}
     assert result["inference"]["batch_1"]["optimised"]["latency_ms"] > 0
     json.dumps(result)  # serialisable as written by main()
+
+
+def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
+    """torch.compile that breaks at the first call (as a missing toolchain does): the optimised path
+    is timed uncompiled, the error is recorded, and each finished section was handed out."""
+    import torch
+
+    def broken_compile(fn, *args, **kwargs):
+        def call(*a, **k):
+            raise RuntimeError("inductor exploded\nsecond line of the trace")
+        return call
+
+    monkeypatch.setattr(torch, "compile", broken_compile)
+    sections = []
+    result = bench.run("cpu", size=64, train_batch=2, batches=(1,), warmup=1, iters=1, compile_fast=True,
+                       on_section=lambda partial: sections.append(list(partial)), **TINY)
+    for timed in (result["training"]["optimised"], result["inference"]["batch_1"]["optimised"]):
+        assert timed["compiled"] is False and timed["compile_error"] == "RuntimeError: inductor exploded"
+    assert result["training"]["optimised"]["iterations_per_s"] > 0
+    assert "compile_error" not in result["training"]["authors"]
+    assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input"]
