@@ -24,7 +24,11 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="photos (JPEG, PNG, WebP, TIFF, BMP) or folders")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (one sub-folder per photo)")
     parser.add_argument("--recursive", action="store_true", help="read folders' sub-folders too")
-    parser.add_argument("--all-faces", action="store_true", help="every detected face, not only the largest")
+    faces = parser.add_mutually_exclusive_group()
+    faces.add_argument("--all-faces", action="store_true", help="every detected face, not only the largest")
+    faces.add_argument("--aligned", action="store_true",
+                       help="the photos are face crops already (FFHQ, CelebA-HQ style): no detection, the whole "
+                            "image is the crop")
     parser.add_argument("--overwrite", action="store_true", help="replace existing outputs (default: skip them)")
     weights = parser.add_argument_group("weights (one kind)")
     weights.add_argument("--checkpoint", nargs="+", metavar="PATH",
@@ -47,6 +51,7 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    from .data import DetectorUnavailableError
     from .predict import load_estimator, predict_paths  # torch and the models load only when asked
 
     start = time.perf_counter()
@@ -56,8 +61,12 @@ def run_predict(args: argparse.Namespace) -> int:
         print(f"hffne predict: {err}", file=sys.stderr)
         return EXIT_USAGE
     print(f"hffne predict: model loaded in {time.perf_counter() - start:.2f} s on {args.device}")
-    summary = predict_paths(estimator, args.paths, args.out, args.recursive, args.all_faces, args.overwrite,
-                            progress=not args.no_progress)
+    try:
+        summary = predict_paths(estimator, args.paths, args.out, args.recursive, args.all_faces, args.overwrite,
+                                progress=not args.no_progress, aligned=args.aligned)
+    except DetectorUnavailableError as err:
+        print(f"hffne predict: {err}", file=sys.stderr)
+        return EXIT_USAGE
     for message in summary.messages:
         print(message, file=sys.stderr)
     print(f"hffne predict: {summary.line()} -> {args.out}")

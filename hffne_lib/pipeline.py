@@ -84,13 +84,15 @@ class NormalEstimator(nn.Module):
         """Both stages: B x 1 x H x W grey in [0, 1] -> B x 3 x H x W refined unit normals."""
         return self.refine(gray, self.coarse(gray))
 
-    def predict(self, image: str | os.PathLike | np.ndarray, all_faces: bool = False) -> Prediction:
+    def predict(self, image: str | os.PathLike | np.ndarray, all_faces: bool = False,
+                aligned: bool = False) -> Prediction:
         """Normals of the largest face (all faces with ``all_faces``) of a photo: a file path or an
-        H x W x 3 float RGB array in [0, 1]. Returns hffne_lib.predict.Prediction (per-face crops
-        and S x S normals, plus 3 x H x W normals on the photo's frame); see predict_image."""
+        H x W x 3 float RGB array in [0, 1]; ``aligned``: the photo is a face crop already, no
+        detection. Returns hffne_lib.predict.Prediction (per-face crops and S x S normals, plus
+        3 x H x W normals on the photo's frame); see predict_image."""
         from .data import load_image
         from .predict import predict_image  # hffne_lib.predict imports this module
 
         if isinstance(image, (str, os.PathLike)):
             image = load_image(image)
-        return predict_image(self, image, all_faces)
+        return predict_image(self, image, all_faces, aligned=aligned)

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import LATEST, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
-from .data import CropTransform, FaceBox, crop_face, detect_faces, load_image, uncrop
+from .data import CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
 from .data.images import IMAGE_SUFFIXES, save_image, to_uint8
 from .official import CheckpointError
 from .pipeline import NormalEstimator
@@ -139,16 +139,21 @@ def face_mask(size: int, scale: float) -> np.ndarray:
 
 
 def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool = False,
-                  crop_scale: float = 1.2) -> Prediction:
+                  crop_scale: float = 1.2, aligned: bool = False) -> Prediction:
     """Normals of the largest face (every face with ``all_faces``) of an H x W x 3 float RGB image
-    in [0, 1]. Raises NoFaceError when no face is found or the image is too small for one."""
+    in [0, 1]. ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the
+    whole image is the crop. Raises NoFaceError when no face is found or the image is too small for
+    one, DetectorUnavailableError when OpenCV has no face detector."""
     height, width = image.shape[:2]
     if min(height, width) < MIN_FACE_SIDE:
         raise NoFaceError(f"image too small for a face ({width}x{height} px, need {MIN_FACE_SIDE} px a side)")
-    boxes = detect_faces(image, min_size=MIN_FACE_SIDE)
-    if not boxes:
-        raise NoFaceError("no face found")
-    boxes = boxes if all_faces else boxes[:1]
+    if aligned:
+        boxes = [aligned_box(height, width, crop_scale)]
+    else:
+        boxes = detect_faces(image, min_size=MIN_FACE_SIDE)
+        if not boxes:
+            raise NoFaceError("no face found")
+        boxes = boxes if all_faces else boxes[:1]
     size = model_resolution(estimator)
     crops, transforms = zip(*(crop_face(image, box, size=size, scale=crop_scale) for box in boxes))
     rgb = torch.from_numpy(np.stack(crops).astype(np.float32)).permute(0, 3, 1, 2)
@@ -282,9 +287,10 @@ def iter_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False
 
 def predict_paths(estimator: NormalEstimator, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                   recursive: bool = False, all_faces: bool = False, overwrite: bool = False,
-                  progress: bool = True) -> BatchSummary:
+                  progress: bool = True, aligned: bool = False) -> BatchSummary:
     """Predict and write every photo of ``paths`` into ``out_dir/<name>/``; one bad input never
-    stops the batch: it is counted and gets a one-line message in the summary."""
+    stops the batch: it is counted and gets a one-line message in the summary. ``aligned`` as
+    for ``predict_image``."""
     summary = BatchSummary()
     inputs = list(iter_inputs(paths, recursive))
     claimed: set[Path] = set()
@@ -305,7 +311,7 @@ def predict_paths(estimator: NormalEstimator, paths: Iterable[str | os.PathLike]
             summary.add("unreadable", str(err))
             continue
         try:
-            prediction = predict_image(estimator, image, all_faces)
+            prediction = predict_image(estimator, image, all_faces, aligned=aligned)
         except NoFaceError as err:
             summary.add("no face", f"{path}: {err}")
             continue

@@ -179,3 +179,35 @@ def test_wrong_checkpoints_fail_in_one_line(tiny_run, tmp_path):
 def test_no_face_raises(estimator):
     with pytest.raises(NoFaceError, match="no face found"):
         predict_image(estimator, np.full((120, 120, 3), 0.5, np.float32))
+
+
+def test_aligned_crops_skip_detection_and_keep_the_frame(estimator, face_photo):
+    photo = face_photo.astype(np.float32) / 255.0                     # 256 x 256, a CelebA-HQ-style crop
+    result = estimator.predict(photo, aligned=True)
+    face = result.faces[0]
+    assert (face.transform.scale, face.transform.tx, face.transform.ty) == pytest.approx((64 / 256, 0.0, 0.0))
+    assert np.abs(face.crop - cv2.resize(photo, (64, 64), interpolation=cv2.INTER_AREA)).mean() < 0.04  # 1 px off: 0.044
+    assert result.normals.shape == (3, 256, 256) and 0.3 < result.mask.mean() < 0.8
+    wide = np.full((100, 300, 3), 0.5, np.float32)                    # nothing a detector would find
+    result = predict_image(estimator, wide, aligned=True)
+    box = result.faces[0].box
+    assert (box.x + box.w / 2, box.y + box.h / 2, box.w) == pytest.approx((150, 50, 250))
+    assert result.mask[:, 150].any() and not result.mask[:, :20].any()      # the box starts at x = 25
+
+
+def test_missing_face_detector_is_one_line_and_aligned_still_works(estimator, face_photo, tiny_run, tmp_path,
+                                                                   monkeypatch, capsys):
+    from hffne_lib.cli import EXIT_OK, EXIT_USAGE, main
+    from hffne_lib.data import DetectorUnavailableError
+
+    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path))     # as with an OpenCV 5.x wheel
+    with pytest.raises(DetectorUnavailableError, match=r"has no haarcascade_frontalface_default.xml: install "):
+        predict_image(estimator, face_photo.astype(np.float32) / 255.0)
+    photo = save(face_photo, tmp_path / "in" / "face.png")
+    args = ["predict", str(photo), "--checkpoint", str(tiny_run), "--no-progress"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == EXIT_USAGE
+    assert capsys.readouterr().err.count("\n") == 1
+    assert main([*args, "--out", str(tmp_path / "b"), "--aligned"]) == EXIT_OK
+    assert (tmp_path / "b" / "face" / "image_normals.npy").is_file()
+    with pytest.raises(SystemExit):
+        main([*args, "--out", str(tmp_path / "c"), "--aligned", "--all-faces"])

@@ -9,7 +9,8 @@ and scans (``read_mesh``, ``render_mesh_normals``, ``prepare_scan_folder``).
 from .benchmark import (BENCHMARK_PRESETS, SPLITS, BenchmarkConfig, build_benchmark, manifest_hash,
                         plan_splits, summarize_manifest)
 from .dataset import FaceNormalDataset, preview_grid, stereo_error
-from .faces import CropTransform, FaceBox, crop_face, detect_faces, prepare_face_folder, uncrop
+from .faces import (CropTransform, DetectorUnavailableError, FaceBox, aligned_box, crop_face, detect_faces,
+                    prepare_face_folder, uncrop)
 from .images import load_image
 from .mesh import FaceShape, Mesh, read_mesh
 from .photoface import PhotofaceLayout, load_photoface_capture, prepare_photoface
@@ -21,7 +22,8 @@ from .synthetic import LAB_LIGHTS, LIGHT_FIELDS, make_identity, render_sample
 
 __all__ = [
     "BENCHMARK_PRESETS", "SPLITS", "BenchmarkConfig", "build_benchmark", "manifest_hash", "plan_splits",
-    "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform", "FaceBox", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
+    "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform", "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces",
+    "prepare_face_folder", "uncrop",
     "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
     "prepare_photoface", "photometric_stereo", "procedural_face", "prepare_scan_folder", "render_mesh_normals",
     "SurreyFaceModel", "LAB_LIGHTS", "LIGHT_FIELDS", "make_identity", "render_sample",

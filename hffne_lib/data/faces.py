@@ -21,6 +21,10 @@ from .images import list_files, load_image, save_image, to_uint8
 CASCADE = "haarcascade_frontalface_default.xml"
 
 
+class DetectorUnavailableError(RuntimeError):
+    """This OpenCV build ships no usable Haar cascade (opencv-python 5.x wheels carry none)."""
+
+
 @dataclass(frozen=True)
 class FaceBox:
     """A face's box in image pixels: left x, top y, width w, height h."""
@@ -60,11 +64,29 @@ def detect_faces(image: np.ndarray, min_size: int = 32, pad: float = 0.2) -> lis
     gray = cv2.cvtColor(image if image.dtype == np.uint8 else to_uint8(image), cv2.COLOR_RGB2GRAY)
     border = int(pad * max(gray.shape))
     gray = cv2.copyMakeBorder(gray, border, border, border, border, cv2.BORDER_REPLICATE)
-    cascade = cv2.CascadeClassifier(os.path.join(cv2.data.haarcascades, CASCADE))
+    cascade = face_cascade()
     found = cascade.detectMultiScale(cv2.equalizeHist(gray), scaleFactor=1.1, minNeighbors=5,
                                      minSize=(min_size, min_size))
     boxes = [FaceBox(float(x - border), float(y - border), float(w), float(h)) for x, y, w, h in np.asarray(found, dtype=float).reshape(-1, 4)]
     return sorted(boxes, key=lambda b: -b.area)
+
+
+def face_cascade() -> cv2.CascadeClassifier:
+    """OpenCV's bundled frontal-face cascade; DetectorUnavailableError (one line) when missing."""
+    folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
+    cascade = cv2.CascadeClassifier(os.path.join(folder, CASCADE)) if folder else None
+    if cascade is None or cascade.empty():
+        raise DetectorUnavailableError(
+            f"OpenCV {cv2.__version__} has no {CASCADE}: install opencv-python-headless<5 (its wheels carry the "
+            f"cascade), or give face crops and skip detection (hffne predict --aligned)")
+    return cascade
+
+
+def aligned_box(height: int, width: int, scale: float = 1.2) -> FaceBox:
+    """The box whose ``crop_transform`` crop is the whole H x W image (its longer side, centred):
+    for photos that are face crops already (FFHQ, CelebA-HQ), in place of detection."""
+    side = max(height, width) / scale
+    return FaceBox((width - side) / 2, (height - side) / 2, side, side)
 
 
 def crop_transform(box: FaceBox, size: int = 256, scale: float = 1.2) -> CropTransform:
