@@ -6,6 +6,7 @@ from typing import Sequence
 import pandas as pd
 import torch
 
+from .conventions import normalize
 from .filters import low_pass
 
 DEFAULT_THRESHOLDS = (20.0, 25.0, 30.0)
@@ -20,8 +21,8 @@ def angular_error(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     Both inputs are renormalised first, so unnormalised predictions are measured fairly.
     """
-    pred = torch.nn.functional.normalize(pred.double(), dim=1)
-    target = torch.nn.functional.normalize(target.double(), dim=1)
+    pred = normalize(pred.double())
+    target = normalize(target.double())
     cosine = (pred * target).sum(dim=1).clamp(-1.0, 1.0)
     return torch.rad2deg(torch.acos(cosine)).float()
 
@@ -35,7 +36,7 @@ def fine_band_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor
     with the right detail scores ~0 whatever its global shape; a smooth one scores the
     detail's own angle, so lower than that means detail was recovered.
     """
-    pred = torch.nn.functional.normalize(pred.double(), dim=1)
+    pred = normalize(pred.double())
     target = target.double()
     swapped = pred - low_pass(pred, mask, sigma) + low_pass(target, mask, sigma)
     return angular_error(swapped, target)

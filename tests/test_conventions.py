@@ -54,3 +54,17 @@ def test_bad_shapes_are_clear_errors():
         cv.to_uint8_image(torch.zeros(4, 2, 2))
     with pytest.raises(ValueError, match="H x W x 3"):
         cv.from_uint8_image(np.zeros((2, 2), np.uint8))
+
+
+def test_normalize_matches_torch_and_keeps_zero_vectors_differentiable():
+    torch.manual_seed(0)
+    vectors = torch.randn(2, 3, 16, 16, dtype=torch.float64) * torch.rand(2, 1, 16, 16, dtype=torch.float64)
+    vectors[:, :, :4] = 0.0                                              # background: no normal
+    vectors.requires_grad_(True)
+    ours, reference = cv.normalize(vectors), torch.nn.functional.normalize(vectors, dim=1, eps=cv.NORMAL_EPS)
+    assert torch.allclose(ours, reference, atol=1e-12) and (ours[:, :, :4] == 0).all()
+    weights = torch.randn_like(ours)
+    grad_ours, = torch.autograd.grad((ours * weights).sum(), vectors)
+    grad_reference, = torch.autograd.grad((reference * weights).sum(), vectors)
+    assert torch.isfinite(grad_ours).all() and torch.allclose(grad_ours, grad_reference)
+    assert torch.allclose(cv.normalize(vectors.detach().float()).norm(dim=1)[:, 4:], torch.ones(2, 12, 16))
