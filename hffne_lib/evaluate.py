@@ -120,8 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     from .config import EVAL_SPLITS, ExperimentConfig
     from .official import CheckpointError
     from .predict import resolve_checkpoints
+    from .data import FaceNormalDataset
     from .tables import write_tables
-    from .train import data_manifest_hash, open_split
+    from .train import data_manifest_hash
 
     parser = argparse.ArgumentParser(
         prog="python -m hffne_lib.evaluate",
@@ -129,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
                     "benchmark's held-out splits, whole face, detail region and fine band.")
     parser.add_argument("checkpoint", nargs="+", metavar="PATH",
                         help="RUN_DIR, RUN_DIR/<refiner stage>, REFINER.pt, or COARSE.pt REFINER.pt")
-    parser.add_argument("--data-root", help="the benchmark (default: the data_root the refiner was trained with)")
+    parser.add_argument("--data-root", help="the benchmark (default: the data_root the refiner was trained with, "
+                                            "relative to where it was trained)")
     parser.add_argument("--splits", nargs="+", default=list(EVAL_SPLITS), choices=EVAL_SPLITS)
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", metavar="DIR", help="write evaluation.csv/.md/.tex (means, with provenance) and "
@@ -142,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device)
         cfg = ExperimentConfig.from_dict(load_checkpoint(refiner_path, "refiner")["config"])
         cfg.data_root = args.data_root or cfg.data_root
-        datasets = {split: open_split(cfg, split) for split in args.splits}
+        datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
     except (CheckpointError, FileNotFoundError, ValueError) as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2

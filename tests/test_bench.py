@@ -47,3 +47,13 @@ def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
     assert result["training"]["optimised"]["iterations_per_s"] > 0
     assert "compile_error" not in result["training"]["authors"]
     assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input"]
+
+
+def test_input_rate_is_measured_on_a_built_benchmark(tmp_path):
+    from hffne_lib.data import build_benchmark
+    from test_data_benchmark import TINY as TINY_DATA
+
+    build_benchmark(tmp_path, TINY_DATA, progress=False)
+    rate = bench.bench_input(32, batch=2, data_root=str(tmp_path), iters=3, workers=0)
+    assert rate["samples_per_s"] > 0 and rate["resolution"] == 32
+    assert bench.bench_input(32, 2, None, 3, 0)["samples_per_s"] is None

@@ -89,3 +89,5 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     capsys.readouterr()
     assert evaluate_main([str(tmp_path / "nowhere")]) == 2
     assert capsys.readouterr().err.count("\n") == 1
+    assert evaluate_main([str(tmp_path / "run"), "--data-root", str(tmp_path / "no_bench")]) == 2
+    assert "no benchmark at" in capsys.readouterr().err and not (tmp_path / "no_bench").exists()
