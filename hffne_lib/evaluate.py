@@ -16,7 +16,11 @@ wrong high frequencies.
 """
 from __future__ import annotations
 
+import argparse
+import sys
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
@@ -24,9 +28,14 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
+from .checkpoint import CODE_REVISION, load_checkpoint
+from .config import EVAL_SPLITS, ExperimentConfig
+from .data import FaceNormalDataset
 from .filters import low_pass
 from .metrics import DEFAULT_THRESHOLDS, FINE_BAND_SIGMA, fine_band_error, image_errors, per_image_table, summarize_errors
+from .official import CheckpointError
 from .pipeline import NormalEstimator
+from .predict import resolve_checkpoints
 
 STAGES = ("coarse", "refined")
 #: Reference rows: the truth low-passed by the fine band's Gaussian (see the module docstring).
@@ -110,18 +119,9 @@ def compare(evaluations: dict[str, Evaluation], stages: Iterable[str] = STAGES, 
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hffne_lib.evaluate``: a trained run on the benchmark's held-out splits."""
-    import argparse
-    import sys
-    import time
-    from pathlib import Path
-
-    from .checkpoint import CODE_REVISION, load_checkpoint
-    from .config import EVAL_SPLITS, ExperimentConfig
-    from .official import CheckpointError
-    from .predict import resolve_checkpoints
-    from .data import FaceNormalDataset
-    from .tables import write_tables
+    """``python -m hffne_lib.evaluate``: a trained run on the benchmark's held-out splits. Returns
+    the exit code: 0, or 2 with one line for a bad checkpoint or a missing benchmark."""
+    from .tables import write_tables           # here, not at the top: both modules import this one
     from .train import data_manifest_hash
 
     parser = argparse.ArgumentParser(
