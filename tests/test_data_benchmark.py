@@ -162,3 +162,15 @@ def test_command_line_builds_and_refuses_other_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["--preset", "ci", "--root", str(tmp_path / "x"), "--workers", "0"])
     assert usage.value.code == 2 and not (tmp_path / "x").exists()
+
+
+def test_a_benchmark_of_another_generator_version_is_refused(built, tmp_path):
+    root, manifest = built
+    old = tmp_path / "old"
+    old.mkdir()
+    for p in root.iterdir():
+        (old / p.name).write_bytes(p.read_bytes())
+    stale = {**manifest, "settings": {**manifest["settings"], "generator_version": 1}}
+    (old / "manifest.json").write_text(json.dumps(stale))
+    with pytest.raises(ValueError, match=r"other settings \(generator_version: 1 -> 2\)"):
+        build_benchmark(old, TINY, progress=False)
