@@ -280,14 +280,19 @@ def time_is_up(deadline: float | None, iteration: int, cfg: ExperimentConfig, rt
     same iteration."""
     if deadline is None or iteration % cfg.log_every:
         return False
+    if rt.world == 1:
+        return time.monotonic() >= deadline
     up = torch.tensor(float(time.monotonic() >= deadline), device=rt.device)
-    if rt.world > 1:
-        dist.broadcast(up, 0)
+    dist.broadcast(up, 0)
     return bool(up.item())
 
 
 def check_finite(losses: dict[str, torch.Tensor], iteration: int, stage_dir: Path) -> dict[str, float]:
-    """Loss tensors -> floats; NonFiniteLossError naming the loss and the checkpoint kept."""
+    """Loss tensors -> floats; NonFiniteLossError naming the loss and the checkpoint kept.
+
+    Reading a loss waits for the GPU, so the loops call this only where they log or save. That
+    still stops every bad save: a NaN loss makes NaN gradients and weights, so the losses of
+    every later iteration are NaN too, the one about to be saved included."""
     values = {name: float(value.detach()) for name, value in losses.items()}
     bad = [name for name, value in values.items() if not math.isfinite(value)]
     if bad:
@@ -387,14 +392,17 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
         loss_g.backward()
         opt_g.step()
 
-        values = check_finite({"loss_g": loss_g, "g_supervised": g_supervised,
-                               "g_adversarial": g_adversarial, "loss_d": loss_d}, iteration, stage_dir)
-        if iteration % cfg.log_every == 0 or iteration == cfg.coarse_iters:
+        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.coarse_iters
+        log_now = iteration % cfg.log_every == 0 or iteration == cfg.coarse_iters
+        save_now = (iteration % cfg.checkpoint_every == 0 or iteration in cfg.coarse_milestones
+                  or iteration == cfg.coarse_iters or out_of_time)
+        if log_now or save_now:   # reading the losses waits for the GPU: only here
+            values = check_finite({"loss_g": loss_g, "g_supervised": g_supervised,
+                                   "g_adversarial": g_adversarial, "loss_d": loss_d}, iteration, stage_dir)
+        if log_now:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(sup=f"{values['g_supervised']:.4f}", d=f"{values['loss_d']:.3f}")
-        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.coarse_iters
-        if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration in cfg.coarse_milestones
-                           or iteration == cfg.coarse_iters or out_of_time):
+        if rt.is_main and save_now:
             save(iteration)
         if out_of_time:
             bar.close()
@@ -504,15 +512,18 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         losses["loss"].backward()
         optimizer.step()
 
-        values = check_finite(losses, iteration, stage_dir)
-        if iteration % cfg.log_every == 0 or iteration == cfg.refine_iters:
+        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.refine_iters
+        log_now = iteration % cfg.log_every == 0 or iteration == cfg.refine_iters
+        save_now = iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters or out_of_time
+        if log_now or save_now:   # reading the losses waits for the GPU: only here
+            values = check_finite(losses, iteration, stage_dir)
+        if log_now:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
         if measured and iteration % cfg.eval_every == 0:
             eval_log.write(iteration, time.perf_counter() - t0,
                            measure_refinement(coarse_net, unwrap(net), measured, rt.device))
-        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.refine_iters
-        if rt.is_main and (iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters or out_of_time):
+        if rt.is_main and save_now:
             save_checkpoint(stage_dir / LATEST, make_payload(
                 "refiner", iteration, cfg, {"refiner": unwrap(net)}, {"refiner": optimizer}, manifest,
                 vgg_source, exemplar=exemplar_info))

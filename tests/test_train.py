@@ -183,6 +183,16 @@ def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
     assert all(torch.isfinite(v).all() for v in saved["models"]["generator"].values() if v.is_floating_point())
 
 
+def test_losses_read_only_to_log_or_save_still_stop_a_nan_before_it_is_saved(tmp_path):
+    """log_every 5, checkpoints every 4: NaN from iteration 6 is first read at 8, where a save is
+    due; the run stops there and keeps iteration 4's checkpoint."""
+    cfg = tiny(coarse_iters=12, log_every=5, checkpoint_every=4, coarse_milestones=())
+    with pytest.raises(NonFiniteLossError, match=r"at iteration 8; training stopped, last good checkpoint"):
+        train_coarse(cfg, tmp_path, dataset=RandomFaces(nan_after=4 * 5), progress=False)
+    assert load_checkpoint(tmp_path / "coarse" / "latest.pt", "coarse")["iteration"] == 4
+    assert list(read_log(tmp_path / "coarse" / "log.csv").index) == [5]
+
+
 def test_shading_term_is_zero_for_the_true_shape_and_grows_with_detail_error():
     torch.manual_seed(0)
     normals = torch.nn.functional.normalize(torch.randn(2, 3, 32, 32) * 0.3 + torch.tensor([0, 0, 1.0]).view(1, 3, 1, 1), dim=1)
