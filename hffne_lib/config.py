@@ -8,9 +8,8 @@ underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
   ci     64 px data preset "ci", tiny widths; both stages in about 90 s on 2 CPU cores.
   smoke  the ci data and widths with 3x the coarse and 2.5x the refinement iterations: the default
          of ``make reproduce`` (every notebook, all Table 3 runs, under 15 min on 2 CPU cores).
-  cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (536 s measured on
-         2 idle cores), refinement 1,500 (~0.65 s each), about 25 min for both stages (27 with
-         eval_every=500).
+  cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (251 s measured on
+         2 idle cores), refinement 1,500 (547 s with eval_every=500), 14 min for both stages.
   gpu    256 px data preset "gpu", the paper's architectures; both stages in about 4 min on one
          H100 or H200 (bf16 autocast, channels_last, cudnn.benchmark), so that one 10-minute
          command also holds the data build, the speed benchmark and the evaluation

@@ -45,7 +45,7 @@ IMAGE_OUTPUTS = ("image_normals.png", "image_normals.npy", "image_mask.png", "im
 #: Where to get weights, printed when none are given.
 NO_WEIGHTS_HELP = (
     "no weights given: pass --checkpoint RUN_DIR (a run of `python -m hffne_lib.train both --preset cpu "
-    "--run-dir results/runs/cpu`, about 30 min on 2 CPU cores) or the authors' released models with "
+    "--run-dir results/runs/cpu`, about 15 min on 2 CPU cores) or the authors' released models with "
     "--official-exemplar ExemplarModel.pkl --official-refiner RefinerModel.pt")
 
 
