@@ -21,6 +21,14 @@ def _snapshot(root: Path) -> dict[str, tuple[int, bytes]]:
     return {p.name: (p.stat().st_mtime_ns, p.read_bytes()) for p in sorted(root.iterdir())}
 
 
+def _copy(root: Path, copy: Path) -> Path:
+    """A file-by-file copy of a benchmark folder."""
+    copy.mkdir()
+    for p in root.iterdir():
+        (copy / p.name).write_bytes(p.read_bytes())
+    return copy
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, dict]:
     root = tmp_path_factory.mktemp("bench") / "tiny"
@@ -60,10 +68,7 @@ def test_other_settings_are_refused_without_touching_files(built):
 
 def test_killed_build_resumes_to_the_same_bytes(built, tmp_path):
     root, manifest = built
-    copy = tmp_path / "copy"
-    copy.mkdir()
-    for p in root.iterdir():
-        (copy / p.name).write_bytes(p.read_bytes())
+    copy = _copy(root, tmp_path / "copy")
     # a run killed mid-way: no manifest yet, settings recorded, one shard half-written, one missing
     (copy / "manifest.json").unlink()
     (copy / "build.json").write_text(json.dumps(manifest["settings"]))
@@ -166,10 +171,7 @@ def test_command_line_builds_and_refuses_other_data(tmp_path, capsys):
 
 def test_a_benchmark_of_another_generator_version_is_refused(built, tmp_path):
     root, manifest = built
-    old = tmp_path / "old"
-    old.mkdir()
-    for p in root.iterdir():
-        (old / p.name).write_bytes(p.read_bytes())
+    old = _copy(root, tmp_path / "old")
     stale = {**manifest, "settings": {**manifest["settings"], "generator_version": 1}}
     (old / "manifest.json").write_text(json.dumps(stale))
     with pytest.raises(ValueError, match=r"other settings \(generator_version: 1 -> 2\)"):
