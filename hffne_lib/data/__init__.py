@@ -22,8 +22,8 @@ from .synthetic import LAB_LIGHTS, LIGHT_FIELDS, make_identity, render_sample
 
 __all__ = [
     "BENCHMARK_PRESETS", "SPLITS", "BenchmarkConfig", "build_benchmark", "manifest_hash", "plan_splits",
-    "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform", "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces",
-    "prepare_face_folder", "uncrop",
+    "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform",
+    "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
     "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
     "prepare_photoface", "photometric_stereo", "procedural_face", "prepare_scan_folder", "render_mesh_normals",
     "SurreyFaceModel", "LAB_LIGHTS", "LIGHT_FIELDS", "make_identity", "render_sample",
