@@ -79,7 +79,7 @@ train() {  # train STAGE SECONDS
   local minutes
   minutes=$(awk "BEGIN {print $2 / 60}")
   timeout "$(( $(remaining) ))" "$py" -m hffne_lib.train "$1" --preset "$preset" --run-dir "$run_dir" \
-    --no-progress --max-minutes "$minutes" --set data_root="$data_root" device="$device" eval_every=1000 ${TRAIN_SET:-}
+    --no-progress --max-minutes "$minutes" --set data_root="$data_root" device="$device" eval_every=2000 ${TRAIN_SET:-}
   local code=$?
   case $code in
     0) echo "$1: finished" ;;
