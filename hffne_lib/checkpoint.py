@@ -114,10 +114,15 @@ def load_checkpoint(path: str | os.PathLike, kind: str, resolution: int | None =
     return payload
 
 
+def checkpoint_entry(path: str | os.PathLike, key: str, default: Any = None) -> Any:
+    """One entry of a checkpoint, e.g. its config (memory-mapped: the weights are not read)."""
+    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    return payload.get(key, default) if isinstance(payload, dict) else default
+
+
 def checkpoint_revision(path: str | os.PathLike) -> str:
     """The code revision that wrote a checkpoint (memory-mapped: the weights are not read)."""
-    payload = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return payload.get("git_revision", "unknown") if isinstance(payload, dict) else "unknown"
+    return checkpoint_entry(path, "git_revision", "unknown")
 
 
 def load_coarse(path: str | os.PathLike, resolution: int | None = None,
