@@ -103,6 +103,11 @@ class ExperimentConfig:
     # low frequencies (Gaussian sigma in px) inside the face mask: the exemplar's own fine band is
     # wrong (its fine-band error is above a detail-free prediction's), so copying it copies noise.
     reconstruction_sigma: float = 0.0
+    # BEYOND THE PAPER (off by default): weight of the mean |curl| of the refined normals' slope
+    # field (losses.integrability_loss). A surface's normals have none; the exemplar's have about
+    # 4 times the truth's (cpu preset), and a shading term alone constrains only the component of
+    # each normal along the light, which integrability ties to its neighbours.
+    integrability_weight: float = 0.0
     # run
     seed: int = 0
     device: str = "cpu"

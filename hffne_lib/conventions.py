@@ -30,6 +30,14 @@ def normalize(normals: torch.Tensor, eps: float = NORMAL_EPS) -> torch.Tensor:
     return normals * torch.rsqrt(normals.square().sum(dim=1, keepdim=True).clamp_min(eps * eps))
 
 
+def surface_slopes(normals: torch.Tensor, min_z: float = 0.2) -> torch.Tensor:
+    """Slopes of the height field z(x, y) that has these normals, n ~ (-dz/dx, -dz/dy, 1) in the
+    axes above (x right, y up): B x 3 x H x W -> B x 2 x H x W (dz/dx, dz/dy, height units per
+    pixel). n_z is clamped to ``min_z`` first, so slopes near the silhouette stay below 1/min_z."""
+    z = normals[:, 2:3].clamp_min(min_z)
+    return -normals[:, :2] / z
+
+
 def encode_rgb(normals: torch.Tensor) -> torch.Tensor:
     """Unit normals in [-1, 1] -> RGB in [0, 1] (B x 3 x H x W)."""
     return (normals.clamp(-1.0, 1.0) + 1.0) / 2.0

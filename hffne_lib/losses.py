@@ -8,6 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .conventions import surface_slopes
 from .filters import high_pass, low_pass
 from .vgg import VGG19Features
 
@@ -106,20 +107,42 @@ def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemp
     return masked_mean(residual.abs(), mask)
 
 
+# BEYOND THE PAPER: normals of a real surface are integrable (ExperimentConfig.integrability_weight).
+def curl(normals: torch.Tensor) -> torch.Tensor:
+    """Curl dp/dy - dq/dx of the slope field (p, q) = ``conventions.surface_slopes(normals)``, by
+    forward differences on each 2 x 2 pixel cell; zero for the normals of any height field sampled
+    on the pixel grid. B x 3 x H x W -> B x 1 x (H-1) x (W-1), per pixel (image rows grow down,
+    so dp/dy = -(p[row+1] - p[row]))."""
+    p, q = surface_slopes(normals).unbind(1)
+    dp_dy = -(p[:, 1:, :-1] - p[:, :-1, :-1])
+    dq_dx = q[:, :-1, 1:] - q[:, :-1, :-1]
+    return (dp_dy - dq_dx)[:, None]
+
+
+def integrability_loss(normals: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """BEYOND THE PAPER. Mean |curl| (``curl``) over the 2 x 2 pixel cells wholly inside the mask:
+    how far the normals are from those of any surface. normals B x 3 x H x W, mask B x 1 x H x W
+    -> scalar (slope units per pixel)."""
+    inside = mask.bool()
+    cells = inside[:, :, 1:, 1:] & inside[:, :, :-1, :-1] & inside[:, :, 1:, :-1] & inside[:, :, :-1, 1:]
+    return masked_mean(curl(normals).abs(), cells)
+
+
 class RefinementObjective(nn.Module):
     """The refinement loss (eq. 10) with the beyond-the-paper options; weights as in ExperimentConfig.
 
     lambda_ref * smooth-L1(N, R) + perceptual_weight * perceptual(N, rgb)
     [+ shading_weight * high-frequency shading (in fp32, outside autocast; robust with
-     shading_robust_scale > 0); reconstruction_sigma > 0 compares only N's and R's low
-     frequencies inside the mask].
+     shading_robust_scale > 0) + integrability_weight * mean |curl| of N (fp32);
+     reconstruction_sigma > 0 compares only N's and R's low frequencies inside the mask].
     forward(refined N, exemplar R: B x 3 x H x W; rgb B x 3 x H x W; gray, mask B x 1 x H x W)
-    -> {"loss": total, "reconstruction", "perceptual"[, "shading"]: unweighted terms}, scalars.
+    -> {"loss": total, "reconstruction", "perceptual"[, "shading"][, "integrability"]: unweighted
+    terms}, scalars.
     """
 
     def __init__(self, perceptual: PerceptualLoss, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
                  shading_weight: float = 0.0, shading_sigma: float = 2.0, reconstruction_sigma: float = 0.0,
-                 shading_robust_scale: float = 0.0):
+                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0):
         super().__init__()
         self.perceptual = perceptual
         self.lambda_ref = lambda_ref
@@ -128,11 +151,13 @@ class RefinementObjective(nn.Module):
         self.shading_sigma = shading_sigma
         self.reconstruction_sigma = reconstruction_sigma
         self.shading_robust_scale = shading_robust_scale
+        self.integrability_weight = integrability_weight
 
     @property
     def terms(self) -> list[str]:
         """Names of the unweighted terms ``forward`` returns beside "loss"."""
-        return ["reconstruction", "perceptual"] + (["shading"] if self.shading_weight else [])
+        return (["reconstruction", "perceptual"] + (["shading"] if self.shading_weight else [])
+                + (["integrability"] if self.integrability_weight else []))
 
     def forward(self, refined: torch.Tensor, exemplar: torch.Tensor, rgb: torch.Tensor, gray: torch.Tensor,
                 mask: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -144,4 +169,8 @@ class RefinementObjective(nn.Module):
                 terms["shading"] = high_frequency_shading_loss(refined.float(), gray.float(), exemplar.float(),
                                                                mask, self.shading_sigma, self.shading_robust_scale)
             loss = loss + self.shading_weight * terms["shading"]
+        if self.integrability_weight:
+            with torch.autocast(refined.device.type, enabled=False):
+                terms["integrability"] = integrability_loss(refined.float(), mask)
+            loss = loss + self.integrability_weight * terms["integrability"]
         return {"loss": loss, **terms}

@@ -64,6 +64,12 @@ VARIANTS = {
                               {"shading_weight": 1.0, "shading_robust_scale": 0.01}),
     "shading-lowpass-oracle": Variant("+ HF shading, low-pass reconstruction, true shading as input (oracle)",
                                       {"shading_weight": 1.0, "reconstruction_sigma": 2.0}, albedo_free=True),
+    "integrable": Variant("+ integrability 0.1", {"integrability_weight": 0.1}),
+    "shading-robust-integrable": Variant("+ HF shading, robust (scale 0.01), + integrability 0.1",
+                                         {"shading_weight": 1.0, "shading_robust_scale": 0.01,
+                                          "integrability_weight": 0.1}),
+    "shading-oracle-integrable": Variant("+ HF shading, + integrability 0.1, true shading as input (oracle)",
+                                         {"shading_weight": 1.0, "integrability_weight": 0.1}, albedo_free=True),
 }
 
 

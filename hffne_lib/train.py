@@ -443,7 +443,8 @@ def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
     perceptual = PerceptualLoss(load_vgg19(cfg.perceptual_layer, cfg.vgg_path, seed=cfg.seed),
                                 cfg.perceptual_scale, cfg.perceptual_layer)
     return RefinementObjective(perceptual, cfg.lambda_ref, cfg.perceptual_weight, cfg.shading_weight,
-                               cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale)
+                               cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale,
+                               cfg.integrability_weight)
 
 
 def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_checkpoint: str | os.PathLike | None = None,
@@ -455,8 +456,8 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     Exemplars come from ``coarse_checkpoint`` (default: ``exemplar_checkpoint(cfg, run_dir)``),
     computed under no_grad in eval mode; unpaired runs give each face the exemplar of the next
     face in the batch. Loss: lambda_ref * smooth-L1(N, R) + perceptual_weight * relu1_2 L1 (the
-    release's scale) [+ shading_weight * high-frequency shading; reconstruction_sigma > 0 compares
-    only low frequencies to the exemplar: both beyond the paper].
+    release's scale) [+ shading_weight * high-frequency shading + integrability_weight * curl;
+    reconstruction_sigma > 0 compares only low frequencies to the exemplar: all beyond the paper].
     ``stage_name`` names the sub-folder, so variants can share one run_dir and one coarse stage.
     With ``cfg.eval_every`` > 0 the held-out ``eval_datasets`` (default: the benchmark's
     ``cfg.eval_splits``) are measured every that many iterations into ``<stage>/eval.csv``.

@@ -68,3 +68,12 @@ def test_normalize_matches_torch_and_keeps_zero_vectors_differentiable():
     grad_reference, = torch.autograd.grad((reference * weights).sum(), vectors)
     assert torch.isfinite(grad_ours).all() and torch.allclose(grad_ours, grad_reference)
     assert torch.allclose(cv.normalize(vectors.detach().float()).norm(dim=1)[:, 4:], torch.ones(2, 12, 16))
+
+
+def test_surface_slopes_of_a_tilted_plane_and_their_clamp_at_the_silhouette():
+    """z = 0.3 x - 0.2 y has normal (-0.3, 0.2, 1) / |.|; y points up, so a plane rising towards
+    the top of the image has dz/dy > 0. A normal lying in the image plane has its slope capped."""
+    n = cv.normalize(torch.tensor([-0.3, 0.2, 1.0]).view(1, 3, 1, 1).expand(1, 3, 4, 4))
+    assert torch.allclose(cv.surface_slopes(n), torch.tensor([0.3, -0.2]).view(1, 2, 1, 1).expand(1, 2, 4, 4))
+    edge = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1)
+    assert cv.surface_slopes(edge, min_z=0.2)[0, :, 0, 0].tolist() == [-5.0, 0.0]

@@ -1,11 +1,11 @@
-"""Eq. 10's reconstruction term, faithful and low-frequency only, and the shading term's robust score
-(both beyond the paper)."""
+"""Eq. 10's reconstruction term, faithful and low-frequency only, and the terms beyond the paper: the
+shading term's robust score and the integrability (curl) term."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-from hffne_lib.losses import high_frequency_shading_loss, reconstruction_loss
+from hffne_lib.losses import curl, high_frequency_shading_loss, integrability_loss, reconstruction_loss
 
 
 def _ridged(size=32, amplitude=0.3):
@@ -52,3 +52,35 @@ def test_robust_shading_score_lets_an_albedo_edge_go_and_keeps_pulling_on_small_
         high_frequency_shading_loss(normals, gray, flat, mask, sigma=2.0, robust_scale=scale).backward()
         pulls[scale] = (normals.grad[stripe].abs().mean() / normals.grad[ridge].abs().mean()).item()
     assert pulls[0.0] > 0.5 and pulls[0.01] < 0.1 * pulls[0.0]
+
+
+def _normals_from_slopes(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+    """Unit normals (-p, -q, 1) / |.| from slope maps H x W -> 1 x 3 x H x W."""
+    return F.normalize(torch.stack([-p, -q, torch.ones_like(p)])[None], dim=1)
+
+
+def test_a_height_field_has_no_curl_and_a_swirl_has_its_known_curl():
+    """Slopes taken from a height field on the pixel grid (y up: rows grow down) have curl 0 up to
+    rounding; the swirl (p, q) = (-k y, k x) has dp/dy - dq/dx = -2k at every cell."""
+    rows, cols = torch.meshgrid(torch.arange(24.0), torch.arange(24.0), indexing="ij")
+    height = 3.0 * torch.sin(cols / 5.0) * torch.cos(rows / 7.0) + 0.02 * cols * rows
+    p = torch.diff(height, dim=1, append=height[:, -1:])          # dz/dx: along columns
+    q = -torch.diff(height, dim=0, append=height[-1:, :])         # dz/dy = -dz/drow
+    surface = _normals_from_slopes(p, q)
+    assert curl(surface)[..., :-1, :-1].abs().max() < 1e-5
+    k = 0.01
+    swirl = _normals_from_slopes(k * rows, k * cols)               # p = -k y, since y = -row
+    assert torch.allclose(curl(swirl), torch.full((1, 1, 23, 23), -2 * k), atol=1e-5)
+
+
+def test_integrability_loss_counts_only_cells_inside_the_mask():
+    rows, cols = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+    k = 0.02
+    swirl = _normals_from_slopes(k * rows, k * cols)
+    mask = torch.zeros(1, 1, 16, 16, dtype=torch.bool)
+    mask[..., 2:10, 3:12] = True
+    assert abs(integrability_loss(swirl, mask).item() - 2 * k) < 1e-5
+    garbage = swirl.clone()
+    garbage[..., ~mask[0, 0]] = torch.tensor([1.0, 0.0, 0.0]).view(3, 1)   # silhouette-like, outside
+    assert abs(integrability_loss(garbage, mask).item() - 2 * k) < 1e-5
+    assert integrability_loss(garbage, torch.ones_like(mask)) > 10 * k

@@ -54,6 +54,25 @@ def test_the_shading_term_pulls_the_ridges_back_and_the_release_scale_keeps_the_
     assert abs(faithful.iloc[-1]["face"] - start["face"]) < 0.01  # eq. 10 at 1/65536 copies R
 
 
+def test_the_integrability_term_takes_out_what_no_surface_has():
+    """The truth is a height field's normals; per-pixel noise on it is mostly curl, which the term
+    removes, pulling the normals back towards the truth; the term is weighted into the loss."""
+    truth, _, gray, mask = ridged_face()
+    noise = 0.15 * torch.randn(truth.shape, generator=torch.Generator().manual_seed(0))
+    exemplar = normalize(truth + noise * mask)
+    rgb = gray.expand(-1, 3, -1, -1)
+    start = mean_errors(exemplar, truth, mask, mask)
+    curve = optimise_normals(objective(integrability_weight=1.0), exemplar, rgb, gray, mask, truth, mask,
+                             steps=100, eval_every=100, progress=False)
+    assert curve.iloc[-1]["face"] < 0.8 * start["face"]
+    weighted = objective(integrability_weight=0.5)
+    terms = weighted(exemplar, exemplar, rgb, gray, mask)
+    assert weighted.terms == ["reconstruction", "perceptual", "integrability"] and terms.keys() == {"loss", *weighted.terms}
+    assert terms["integrability"] > 0
+    assert terms["loss"] == pytest.approx(float(terms["reconstruction"] + terms["perceptual"]
+                                                + 0.5 * terms["integrability"]))
+
+
 def test_bad_probe_settings_say_what_is_wrong():
     truth, exemplar, gray, mask = ridged_face()
     with pytest.raises(ValueError, match="steps >= 0"):
