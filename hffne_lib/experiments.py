@@ -59,9 +59,10 @@ def experiments(cfg: ExperimentConfig) -> dict[str, Experiment]:
         "w/o modulation": Experiment("refiner_concat", {"refiner__architecture": "concat"},
                                      "code concatenated in every up block"),
         "AdaIN": Experiment("refiner_adain", {"refiner__architecture": "adain"}, "AdaIN instead of modulation"),
-        "Ours-paired + HF shading": Experiment(
-            "refiner_hf_shading", {"shading_weight": 1.0},
-            "BEYOND THE PAPER: A3 plus the high-frequency shading term"),
+        "Ours-paired + HF shading + integrability": Experiment(
+            "refiner_hf_integrable",
+            {"shading_weight": 1.0, "shading_robust_scale": 0.01, "integrability_weight": 0.1},
+            "BEYOND THE PAPER: A3 plus the robust high-frequency shading term and the curl penalty"),
     }
 
 

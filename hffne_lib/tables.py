@@ -27,7 +27,8 @@ from .train import data_manifest_hash, open_split
 
 #: Which experiment rows each table measures, on which split (the role the split plays).
 TABLE_ROWS = {
-    "table1": ("lab_test", "Photoface", ["Ours-unpaired", "Ours-paired", "Ours-paired + HF shading"]),
+    "table1": ("lab_test", "Photoface", ["Ours-unpaired", "Ours-paired",
+                                          "Ours-paired + HF shading + integrability"]),
     "table2": ("scans", "Florence", ["Ours-paired"]),
     "table3": ("lab_test", "Photoface", ["Iter1k", "Iter50k", "A1", "A2", "w/o modulation", "AdaIN", "Ours-paired"]),
 }
