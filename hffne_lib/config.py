@@ -47,7 +47,7 @@ GPU_BUDGET_NOTE = (
     "(~1 min on 16 cores), the speed benchmark (~3 min) and the evaluation, in one 10-minute "
     "device command (scripts/gpu_check.sh), which is what a development session is lent. "
     "Variants reuse the coarse run at ~2 min each: A1, A2, adain, concat, unpaired, the two "
-    "earlier exemplar milestones and the shading option come to ~17 min more."
+    "earlier exemplar milestones and the shading + integrability option come to ~17 min more."
 )
 
 
