@@ -106,7 +106,8 @@ class ExperimentConfig:
     # BEYOND THE PAPER (off by default): weight of the mean |curl| of the refined normals' slope
     # field (losses.integrability_loss). A surface's normals have none; the exemplar's have about
     # 4 times the truth's (cpu preset), and a shading term alone constrains only the component of
-    # each normal along the light, which integrability ties to its neighbours.
+    # each normal along the light, which integrability ties to its neighbours. 0.1 was stable on the
+    # cpu preset; 0.3 collapsed to near-constant grazing normals (README, "Integrable normals").
     integrability_weight: float = 0.0
     # run
     seed: int = 0
