@@ -287,6 +287,27 @@ def time_is_up(deadline: float | None, iteration: int, cfg: ExperimentConfig, rt
     return bool(up.item())
 
 
+@dataclass(frozen=True)
+class IterationPlan:
+    """What a training loop does after one iteration: log it, save a checkpoint, stop for time."""
+
+    log: bool
+    save: bool
+    out_of_time: bool
+
+
+def plan_iteration(iteration: int, total: int, cfg: ExperimentConfig, rt: Runtime, deadline: float | None,
+                   milestones: tuple[int, ...] = ()) -> IterationPlan:
+    """Log every ``cfg.log_every`` iterations and at the last; save every ``cfg.checkpoint_every``,
+    at ``milestones`` and the last; when ``deadline`` has passed before the last (``time_is_up``),
+    save and stop."""
+    out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < total
+    return IterationPlan(log=iteration % cfg.log_every == 0 or iteration == total,
+                         save=(iteration % cfg.checkpoint_every == 0 or iteration in milestones
+                               or iteration == total or out_of_time),
+                         out_of_time=out_of_time)
+
+
 def check_finite(losses: dict[str, torch.Tensor], iteration: int, stage_dir: Path) -> dict[str, float]:
     """Loss tensors -> floats; NonFiniteLossError naming the loss and the checkpoint kept.
 
@@ -392,19 +413,16 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
         loss_g.backward()
         opt_g.step()
 
-        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.coarse_iters
-        log_now = iteration % cfg.log_every == 0 or iteration == cfg.coarse_iters
-        save_now = (iteration % cfg.checkpoint_every == 0 or iteration in cfg.coarse_milestones
-                  or iteration == cfg.coarse_iters or out_of_time)
-        if log_now or save_now:   # reading the losses waits for the GPU: only here
+        plan = plan_iteration(iteration, cfg.coarse_iters, cfg, rt, deadline, cfg.coarse_milestones)
+        if plan.log or plan.save:   # reading the losses waits for the GPU: only here
             values = check_finite({"loss_g": loss_g, "g_supervised": g_supervised,
                                    "g_adversarial": g_adversarial, "loss_d": loss_d}, iteration, stage_dir)
-        if log_now:
+        if plan.log:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(sup=f"{values['g_supervised']:.4f}", d=f"{values['loss_d']:.3f}")
-        if rt.is_main and save_now:
+        if rt.is_main and plan.save:
             save(iteration)
-        if out_of_time:
+        if plan.out_of_time:
             bar.close()
             raise TimeBudgetReached(stage_dir, iteration, cfg.coarse_iters)
         if stop_after is not None and iteration >= stop_after:
@@ -513,22 +531,20 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         losses["loss"].backward()
         optimizer.step()
 
-        out_of_time = time_is_up(deadline, iteration, cfg, rt) and iteration < cfg.refine_iters
-        log_now = iteration % cfg.log_every == 0 or iteration == cfg.refine_iters
-        save_now = iteration % cfg.checkpoint_every == 0 or iteration == cfg.refine_iters or out_of_time
-        if log_now or save_now:   # reading the losses waits for the GPU: only here
+        plan = plan_iteration(iteration, cfg.refine_iters, cfg, rt, deadline)
+        if plan.log or plan.save:   # reading the losses waits for the GPU: only here
             values = check_finite(losses, iteration, stage_dir)
-        if log_now:
+        if plan.log:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
         if measured and iteration % cfg.eval_every == 0:
             eval_log.write(iteration, time.perf_counter() - t0,
                            measure_refinement(coarse_net, unwrap(net), measured, rt.device))
-        if rt.is_main and save_now:
+        if rt.is_main and plan.save:
             save_checkpoint(stage_dir / LATEST, make_payload(
                 "refiner", iteration, cfg, {"refiner": unwrap(net)}, {"refiner": optimizer}, manifest,
                 vgg_source, exemplar=exemplar_info))
-        if out_of_time:
+        if plan.out_of_time:
             bar.close()
             raise TimeBudgetReached(stage_dir, iteration, cfg.refine_iters)
         if stop_after is not None and iteration >= stop_after:
