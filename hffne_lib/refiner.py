@@ -10,6 +10,10 @@
   "concat" 'w/o modulation': the code, broadcast, concatenated with the features
   "A2"     exemplar VGG features concatenated with the face features at the bottleneck
   "A1"     the exemplar concatenated with the input image as a condition (no normal encoder)
+
+``RefinerConfig.residual`` (BEYOND THE PAPER, off by default) makes the decoder's output a correction
+to the exemplar, N = normalize(R + D_N(...)), with the last convolution zero-initialised so that
+N = R before any training.
 """
 from __future__ import annotations
 
@@ -37,6 +41,7 @@ class RefinerConfig:
     kernel_sizes: tuple[int, ...] = (3, 3, 5, 5)  # mixing-conv kernel of each up block
     modulation: str = "batched"        # "grouped" (the authors' per-sample groups) or "batched"
     train_encoder_vgg: bool = False    # the paper freezes it; the release's script unfreezes it
+    residual: bool = False             # BEYOND THE PAPER: N = normalize(R + D_N), N = R at start
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -232,7 +237,8 @@ class UpBlock(nn.Module):
 
 
 class NormalDecoder(nn.Module):
-    """D_N: face features + code -> normals B x 3 x H x W (tanh, then L2-normalised)."""
+    """D_N: face features + code -> B x 3 x H x W in [-1, 1] (tanh; not yet unit length). With
+    ``config.residual`` its last convolution starts at zero, so its output starts at 0."""
 
     def __init__(self, config: RefinerConfig):
         super().__init__()
@@ -243,12 +249,15 @@ class NormalDecoder(nn.Module):
         self.head = nn.Sequential(
             nn.Conv2d(widths[0], widths[0], 3, padding=1), nn.LeakyReLU(0.2, True),
             nn.Conv2d(widths[0], 3, 3, padding=1), nn.Tanh())
+        if config.residual:
+            nn.init.zeros_(self.head[2].weight)
+            nn.init.zeros_(self.head[2].bias)
 
     def forward(self, feats: list[torch.Tensor], code: torch.Tensor | None) -> torch.Tensor:
         h = feats[-1]
         for up, skip in zip(self.ups, reversed(feats[:-1])):
             h = up(h, skip, code)
-        return normalize(self.head(h))
+        return self.head(h)
 
 
 class Refiner(nn.Module):
@@ -279,10 +288,13 @@ class Refiner(nn.Module):
             raise ValueError(f"refiner input {tuple(gray.shape[-2:])} must be divisible by 16")
         arch = self.config.architecture
         if arch == "A1":
-            return self.decoder(self.face_encoder(torch.cat([gray, exemplar], dim=1)), None)
-        feats = self.face_encoder(gray)
-        if arch == "A2":
-            exemplar_feats = self.normal_encoder.vgg_features(exemplar)
-            feats[-1] = self.exemplar_fusion(torch.cat([feats[-1], exemplar_feats], dim=1))
-            return self.decoder(feats, None)
-        return self.decoder(feats, self.normal_encoder(exemplar))
+            decoded = self.decoder(self.face_encoder(torch.cat([gray, exemplar], dim=1)), None)
+        else:
+            feats = self.face_encoder(gray)
+            if arch == "A2":
+                exemplar_feats = self.normal_encoder.vgg_features(exemplar)
+                feats[-1] = self.exemplar_fusion(torch.cat([feats[-1], exemplar_feats], dim=1))
+                decoded = self.decoder(feats, None)
+            else:
+                decoded = self.decoder(feats, self.normal_encoder(exemplar))
+        return normalize(exemplar + decoded if self.config.residual else decoded)

@@ -342,12 +342,18 @@ def restore(stage_dir: Path, kind: str, cfg: ExperimentConfig, rt: Runtime, mode
 
 
 def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
-    """One-line CheckpointError when ``cfg`` differs from the saved config in a field that matters."""
+    """One-line CheckpointError when ``cfg`` differs from the saved config in a field that matters.
+    Fields added to the config after the checkpoint was written count at their defaults (off)."""
+    try:
+        then = ExperimentConfig.from_dict(saved).to_dict()
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: cannot resume, its config does not fit this version of the code ({err}); "
+                              "use another run_dir or resume=False") from None
     now = cfg.to_dict()
-    for key, value in saved.items():
-        if key not in RESUMABLE_CHANGES and now.get(key) != value:
+    for key, value in then.items():
+        if key not in RESUMABLE_CHANGES and now[key] != value:
             raise CheckpointError(f"{path}: cannot resume, config field {key!r} was {value!r}, "
-                                  f"now {now.get(key)!r} (use another run_dir or resume=False)")
+                                  f"now {now[key]!r} (use another run_dir or resume=False)")
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -462,7 +468,12 @@ def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
                                 cfg.perceptual_scale, cfg.perceptual_layer)
     return RefinementObjective(perceptual, cfg.lambda_ref, cfg.perceptual_weight, cfg.shading_weight,
                                cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale,
-                               cfg.integrability_weight)
+                               cfg.integrability_weight, cfg.integrability_scale_free)
+
+
+def linear_ramp(iteration: int, length: float) -> float:
+    """Warm-up factor of 1-based ``iteration``: iteration / length, capped at 1 (1 when length <= 0)."""
+    return 1.0 if length <= 0 else min(1.0, iteration / length)
 
 
 def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_checkpoint: str | os.PathLike | None = None,
@@ -526,7 +537,8 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
             exemplar = exemplar.roll(1, dims=0)
         with rt.autocast(cfg.amp):
             refined = net(gray, exemplar).float()
-            losses = objective(refined, exemplar, rgb, gray, mask)
+            losses = objective(refined, exemplar, rgb, gray, mask,
+                               integrability_scale=linear_ramp(iteration, cfg.integrability_warmup * cfg.refine_iters))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()

@@ -6,7 +6,7 @@ import torch
 
 from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint, load_coarse, load_refiner
 from hffne_lib.pipeline import NormalEstimator
-from hffne_lib.train import train_coarse, train_refiner
+from hffne_lib.train import check_resumable, train_coarse, train_refiner
 from test_train import RandomFaces, tiny
 
 
@@ -78,6 +78,20 @@ def test_resume_refuses_a_changed_config_but_allows_a_longer_run(run):
                       dataset=RandomFaces(), progress=False)
     longer = train_refiner(tiny(coarse_iters=3, refine_iters=3, seed=7), root, dataset=RandomFaces(), progress=False)
     assert load_checkpoint(longer, "refiner")["iteration"] == 3
+
+
+def test_a_checkpoint_from_before_a_new_option_resumes_with_it_off_and_only_off(tmp_path):
+    """Fields the config gained after a checkpoint was written count at their defaults."""
+    cfg = tiny()
+    saved = cfg.to_dict()
+    del saved["integrability_warmup"], saved["refiner"]["residual"]
+    check_resumable(saved, cfg, tmp_path / "latest.pt")
+    with pytest.raises(CheckpointError, match="cannot resume, config field 'integrability_warmup' was 0.0, now 0.5"):
+        check_resumable(saved, tiny(integrability_warmup=0.5), tmp_path / "latest.pt")
+    with pytest.raises(CheckpointError, match="cannot resume, config field 'refiner'"):
+        check_resumable(saved, tiny(refiner__residual=True), tmp_path / "latest.pt")
+    with pytest.raises(CheckpointError, match="latest.pt: cannot resume, its config does not fit this version"):
+        check_resumable({**saved, "an_option_since_removed": 1}, cfg, tmp_path / "latest.pt")
 
 
 def test_revision_outside_git_comes_from_the_environment(tmp_path, monkeypatch):

@@ -43,6 +43,24 @@ def test_the_exemplar_changes_the_output_only_where_it_is_used():
         assert not torch.allclose(a, b), architecture
 
 
+@pytest.mark.parametrize("architecture", ARCHITECTURES)
+def test_a_residual_refiner_starts_at_its_exemplar_and_learns_away_from_it(architecture):
+    torch.manual_seed(0)
+    gray, exemplar, target = torch.rand(2, 1, 64, 64), _unit((2, 3, 64, 64), 1), _unit((2, 3, 64, 64), 2)
+    refiner = Refiner(RefinerConfig(architecture=architecture, base_width=8, code_dim=64, residual=True))
+    assert torch.allclose(refiner(gray, exemplar), exemplar, atol=1e-6)
+    plain = Refiner(RefinerConfig(architecture=architecture, base_width=8, code_dim=64))
+    assert (plain(gray, exemplar) - exemplar).abs().max() > 0.1
+    optimizer = torch.optim.Adam(refiner.parameters(), 1e-2)
+    for _ in range(2):  # the zero last layer moves first, then the layers before it get gradients
+        optimizer.zero_grad()
+        (refiner(gray, exemplar) - target).abs().mean().backward()
+        optimizer.step()
+    out = refiner(gray, exemplar)
+    assert (out - exemplar).abs().max() > 1e-3
+    assert torch.allclose(out.norm(dim=1), torch.ones(2, 64, 64), atol=1e-5)
+
+
 @pytest.mark.parametrize("size, depth, width", [(64, 6, 16), (256, 8, 64)])
 def test_coarse_generator_and_discriminator_shapes(size, depth, width):
     config = CoarseConfig(base_width=width, depth=depth, disc_width=width)

@@ -13,8 +13,8 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
 from hffne_lib.losses import high_frequency_shading_loss
-from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, SeededBatchSampler, TimeBudgetReached, main,
-                             parse_command_line, read_log, train_coarse, train_refiner)
+from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, SeededBatchSampler, TimeBudgetReached, linear_ramp,
+                             main, parse_command_line, read_log, train_coarse, train_refiner)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -171,6 +171,20 @@ def test_evaluation_during_training_is_logged_and_changes_nothing(tmp_path):
     logs = [read_log(tmp_path / name / "refiner" / "eval.csv").drop(columns="seconds") for name in ("measured", "killed")]
     assert list(logs[0].index) == [2, 4, 6] and logs[0].equals(logs[1])
     assert (logs[0]["toy_test/face/coarse"] > 0).all() and logs[0]["toy_test/face/refined"].nunique() == 3
+
+
+def test_integrability_warmup_ramps_its_weight_linearly_over_that_fraction_of_the_run(tmp_path):
+    assert [linear_ramp(i, 4) for i in (1, 2, 4, 9)] == [0.25, 0.5, 1.0, 1.0] and linear_ramp(1, 0) == 1.0
+    cfg = tiny(integrability_weight=0.5, integrability_warmup=0.5)   # 6 iterations: ramp over 3
+    train_coarse(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    train_refiner(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    log = read_log(tmp_path / "refiner" / "log.csv")
+    ramp = torch.tensor([1 / 3, 2 / 3, 1, 1, 1, 1], dtype=torch.float64)
+    expected = (torch.tensor(log["reconstruction"].values) + torch.tensor(log["perceptual"].values)
+                + 0.5 * ramp * torch.tensor(log["integrability"].values))
+    assert torch.allclose(torch.tensor(log["loss"].values), expected, rtol=1e-5)
+    with pytest.raises(ValueError, match="integrability_warmup is a fraction of refine_iters in \\[0, 1\\], got 1.5"):
+        tiny(integrability_warmup=1.5)
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
