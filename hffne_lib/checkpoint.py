@@ -27,10 +27,10 @@ from typing import Any
 
 import torch
 
-from .coarse import UNetGenerator
+from .coarse import CoarseConfig, UNetGenerator
 from .config import ExperimentConfig
 from .official import CheckpointError
-from .refiner import Refiner
+from .refiner import Refiner, RefinerConfig
 
 FORMAT_VERSION = 1
 KINDS = ("coarse", "refiner")
@@ -125,11 +125,22 @@ def checkpoint_revision(path: str | os.PathLike) -> str:
     return checkpoint_entry(path, "git_revision", "unknown")
 
 
+def architecture(payload: dict[str, Any], path: str | os.PathLike, section: str, kind: type) -> Any:
+    """The network settings a checkpoint was trained with (its config's ``section``, e.g. "refiner"),
+    as ``kind``; only they are needed to rebuild the network, so training options added or removed
+    since do not matter. One-line CheckpointError for settings this code does not know."""
+    try:
+        return kind(**payload["config"][section])
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: its {section} settings do not fit this version of the code ({err}); "
+                              f"use the revision that wrote it ({payload.get('git_revision', 'unknown')})") from None
+
+
 def load_coarse(path: str | os.PathLike, resolution: int | None = None,
                 map_location: str | torch.device = "cpu") -> tuple[UNetGenerator, dict[str, Any]]:
     """The coarse generator of a checkpoint (eval mode) and the checkpoint itself."""
     payload = load_checkpoint(path, "coarse", resolution, map_location)
-    generator = ExperimentConfig.from_dict(payload["config"]).coarse.build_generator()
+    generator = architecture(payload, path, "coarse", CoarseConfig).build_generator()
     generator.load_state_dict(payload["models"]["generator"])
     return generator.to(map_location).eval(), payload
 
@@ -138,7 +149,7 @@ def load_refiner(path: str | os.PathLike, resolution: int | None = None,
                  map_location: str | torch.device = "cpu") -> tuple[Refiner, dict[str, Any]]:
     """The refiner of a checkpoint (eval mode, VGG source recorded) and the checkpoint itself."""
     payload = load_checkpoint(path, "refiner", resolution, map_location)
-    refiner = Refiner(ExperimentConfig.from_dict(payload["config"]).refiner)
+    refiner = Refiner(architecture(payload, path, "refiner", RefinerConfig))
     refiner.load_state_dict(payload["models"]["refiner"])
     if refiner.vgg is not None:
         refiner.vgg.weight_source = payload["vgg_weight_source"]

@@ -107,16 +107,14 @@ class ExperimentConfig:
     # field (losses.integrability_loss). A surface's normals have none; the exemplar's have about
     # 4 times the truth's (cpu preset), and a shading term alone constrains only the component of
     # each normal along the light, which integrability ties to its neighbours. 0.1 was stable on the
-    # cpu preset; 0.3 collapsed to near-constant grazing normals (README, "Integrable normals").
+    # cpu preset; 0.3 from the first iteration collapsed to near-constant grazing normals (README,
+    # "Integrable normals"), unless warmed up or with a residual refiner (refiner__residual).
     integrability_weight: float = 0.0
     # the integrability weight ramps linearly from 0 over this fraction of refine_iters. A fresh
-    # refiner's output is far from any surface; at full weight 0.3 from the first iteration, the
-    # curl term flattened it to constant grazing normals within 70 iterations, for good.
+    # refiner's output is far from any surface; at full weight 0.3 from the first iteration the curl
+    # term flattened it to constant grazing normals within 70 iterations, for good; ramped over the
+    # first 20% it did not collapse.
     integrability_warmup: float = 0.0
-    # True: the curl is measured at the exemplar's slope scale (losses.integrability_loss), so the
-    # term no longer rewards flattening the face (measured: the plain term at 0.1 shrank the mean
-    # |slope| of the refined normals by 14%).
-    integrability_scale_free: bool = False
     # run
     seed: int = 0
     device: str = "cpu"
@@ -164,6 +162,13 @@ class ExperimentConfig:
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
         return cls(**values)
+
+    @classmethod
+    def from_saved(cls, values: dict[str, Any]) -> "ExperimentConfig":
+        """The config a checkpoint carries, for reading its settings: fields this code no longer
+        has are dropped, fields added since take their defaults. (Resuming is stricter.)"""
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{key: value for key, value in values.items() if key in known})
 
 
 PRESETS: dict[str, ExperimentConfig] = {

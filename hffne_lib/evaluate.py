@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         coarse_path, refiner_path = resolve_checkpoints(args.checkpoint)
         estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device)
-        cfg = ExperimentConfig.from_dict(checkpoint_entry(refiner_path, "config"))   # checked by the load above
+        cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path, "config"))   # checked by the load above
         cfg.data_root = args.data_root or cfg.data_root
         datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
     except (CheckpointError, FileNotFoundError, ValueError) as err:

@@ -55,12 +55,6 @@ def masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor
     return (values * weight).sum() / weight.sum().clamp_min(1.0)
 
 
-def per_image_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of B x 1 x H x W values over each image's mask pixels -> B (0 where a mask is empty)."""
-    weight = mask.to(values.dtype)
-    return (values * weight).sum((1, 2, 3)) / weight.sum((1, 2, 3)).clamp_min(1.0)
-
-
 def supervised_normal_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None,
                            kind: str = "cosine") -> torch.Tensor:
     """Coarse-stage loss against ground truth: 1 - cos(pred, target) or L1, within the mask."""
@@ -125,23 +119,14 @@ def curl(normals: torch.Tensor) -> torch.Tensor:
     return (dp_dy - dq_dx)[:, None]
 
 
-def integrability_loss(normals: torch.Tensor, mask: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+def integrability_loss(normals: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """BEYOND THE PAPER. Mean |curl| (``curl``) over the 2 x 2 pixel cells wholly inside the mask:
     how far the normals are from those of any surface. normals B x 3 x H x W, mask B x 1 x H x W
-    -> scalar (slope units per pixel).
-
-    The curl scales with the slopes, so the plain term also rewards flattening the whole face. With
-    ``reference`` normals (B x 3 x H x W, the exemplar) each image's mean |curl| is measured at the
-    reference's scale instead: times mean(|p| + |q|) of the reference over that of ``normals``
-    (inside the mask), which no uniform flattening or steepening changes."""
+    -> scalar (slope units per pixel). The curl scales with the slopes, so the term also rewards
+    flattening the face a little (README, "Integrable normals")."""
     inside = mask.bool()
     cells = inside[:, :, 1:, 1:] & inside[:, :, :-1, :-1] & inside[:, :, 1:, :-1] & inside[:, :, :-1, 1:]
-    if reference is None:
-        return masked_mean(curl(normals).abs(), cells)
-    per_image = per_image_mean(curl(normals).abs(), cells)
-    scale = per_image_mean(surface_slopes(reference).abs().sum(1, keepdim=True), inside) / \
-        per_image_mean(surface_slopes(normals).abs().sum(1, keepdim=True), inside).clamp_min(1e-6)
-    return (per_image * scale).mean()
+    return masked_mean(curl(normals).abs(), cells)
 
 
 class RefinementObjective(nn.Module):
@@ -149,8 +134,7 @@ class RefinementObjective(nn.Module):
 
     lambda_ref * smooth-L1(N, R) + perceptual_weight * perceptual(N, rgb)
     [+ shading_weight * high-frequency shading (in fp32, outside autocast; robust with
-     shading_robust_scale > 0) + integrability_weight * mean |curl| of N (fp32; at R's slope scale
-     with integrability_scale_free);
+     shading_robust_scale > 0) + integrability_weight * mean |curl| of N (fp32);
      reconstruction_sigma > 0 compares only N's and R's low frequencies inside the mask].
     forward(refined N, exemplar R: B x 3 x H x W; rgb B x 3 x H x W; gray, mask B x 1 x H x W)
     -> {"loss": total, "reconstruction", "perceptual"[, "shading"][, "integrability"]: unweighted
@@ -159,8 +143,7 @@ class RefinementObjective(nn.Module):
 
     def __init__(self, perceptual: PerceptualLoss, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
                  shading_weight: float = 0.0, shading_sigma: float = 2.0, reconstruction_sigma: float = 0.0,
-                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0,
-                 integrability_scale_free: bool = False):
+                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0):
         super().__init__()
         self.perceptual = perceptual
         self.lambda_ref = lambda_ref
@@ -170,7 +153,6 @@ class RefinementObjective(nn.Module):
         self.reconstruction_sigma = reconstruction_sigma
         self.shading_robust_scale = shading_robust_scale
         self.integrability_weight = integrability_weight
-        self.integrability_scale_free = integrability_scale_free
 
     @property
     def terms(self) -> list[str]:
@@ -191,7 +173,6 @@ class RefinementObjective(nn.Module):
             loss = loss + self.shading_weight * terms["shading"]
         if self.integrability_weight:
             with torch.autocast(refined.device.type, enabled=False):
-                reference = exemplar.float() if self.integrability_scale_free else None
-                terms["integrability"] = integrability_loss(refined.float(), mask, reference)
+                terms["integrability"] = integrability_loss(refined.float(), mask)
             loss = loss + integrability_scale * self.integrability_weight * terms["integrability"]
         return {"loss": loss, **terms}

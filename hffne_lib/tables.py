@@ -21,14 +21,13 @@ from tqdm.auto import tqdm
 from .checkpoint import CODE_REVISION, checkpoint_revision
 from .config import ExperimentConfig
 from .evaluate import DETAIL_FREE, REGIONS, Evaluation, evaluate
-from .experiments import experiment_checkpoints, experiments, load_experiment
+from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
 from .paper import COLUMNS, reported_table
 from .train import data_manifest_hash, open_split
 
 #: Which experiment rows each table measures, on which split (the role the split plays).
 TABLE_ROWS = {
-    "table1": ("lab_test", "Photoface", ["Ours-unpaired", "Ours-paired",
-                                          "Ours-paired + HF shading + integrability"]),
+    "table1": ("lab_test", "Photoface", ["Ours-unpaired", "Ours-paired", BEYOND_PAPER_ROW]),
     "table2": ("scans", "Florence", ["Ours-paired"]),
     "table3": ("lab_test", "Photoface", ["Iter1k", "Iter50k", "A1", "A2", "w/o modulation", "AdaIN", "Ours-paired"]),
 }

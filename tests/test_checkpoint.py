@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint, load_coarse, load_refiner
+from hffne_lib.config import ExperimentConfig
 from hffne_lib.pipeline import NormalEstimator
 from hffne_lib.train import check_resumable, train_coarse, train_refiner
 from test_train import RandomFaces, tiny
@@ -92,6 +93,23 @@ def test_a_checkpoint_from_before_a_new_option_resumes_with_it_off_and_only_off(
         check_resumable(saved, tiny(refiner__residual=True), tmp_path / "latest.pt")
     with pytest.raises(CheckpointError, match="latest.pt: cannot resume, its config does not fit this version"):
         check_resumable({**saved, "an_option_since_removed": 1}, cfg, tmp_path / "latest.pt")
+
+
+def test_a_checkpoint_with_options_removed_since_still_loads_for_inference(run, tmp_path):
+    """Only the network settings are needed to rebuild a network; a training option the code has
+    dropped is ignored when reading, while unknown network settings get a one-line error."""
+    _, _, coarse, refiner = run
+    saved = torch.load(refiner, weights_only=True)
+    saved["config"]["an_option_since_removed"] = True
+    torch.save(saved, tmp_path / "old.pt")
+    loaded, _ = load_refiner(tmp_path / "old.pt")
+    assert all(torch.equal(v, saved["models"]["refiner"][k]) for k, v in loaded.state_dict().items())
+    assert ExperimentConfig.from_saved(saved["config"]).seed == 7
+    saved["config"]["refiner"]["a_layer_since_removed"] = 3
+    torch.save(saved, tmp_path / "odd.pt")
+    with pytest.raises(CheckpointError, match="odd.pt: its refiner settings do not fit this version of the code "
+                                              ".*use the revision that wrote it"):
+        load_refiner(tmp_path / "odd.pt")
 
 
 def test_revision_outside_git_comes_from_the_environment(tmp_path, monkeypatch):
