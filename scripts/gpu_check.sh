@@ -7,6 +7,9 @@
 #   4. its errors on lab_test, wild_test and scans (python -m hffne_lib.evaluate);
 #   5. with REAL_FACES set: hffne predict on REAL_FACES/images (latency per photo on the GPU) and
 #      hffne compare against REAL_FACES/official_hffne_normals (agreement with the authors' model).
+#   6. in the time left, with at least EXTRA_MIN_SECONDS (120) of it: Table 1's beyond-the-paper
+#      refiner (experiments.BEYOND_PAPER_ROW) on the same coarse stage, and its errors. A second call
+#      of the same command with SKIP_BENCH=1 finds steps 1-5 done and gives it the whole budget.
 # Each step's outputs are packed into OUT/results.tar.gz as soon as it ends, so a run stopped by an
 # outer time limit still returns what it finished; OUT/log.txt has everything printed, OUT/<gpu>.json
 # the benchmark.
@@ -75,18 +78,24 @@ fi
 # what the steps after training need: evaluation, and predict + compare on the real faces
 reserve=60
 [ -n "${REAL_FACES:-}" ] && reserve=120
-train() {  # train STAGE SECONDS
-  local minutes
+train() {  # train coarse|refiner SECONDS [STAGE_NAME [EXTRA --set WORDS]]
+  local minutes name=${3:-$1}
   minutes=$(awk "BEGIN {print $2 / 60}")
-  timeout "$(( $(remaining) ))" "$py" -m hffne_lib.train "$1" --preset "$preset" --run-dir "$run_dir" \
-    --no-progress --max-minutes "$minutes" --set data_root="$data_root" device="$device" eval_every=2000 ${TRAIN_SET:-}
+  # shellcheck disable=SC2086  # TRAIN_SET and $4 are lists of words
+  timeout "$(( $(remaining) ))" "$py" -m hffne_lib.train "$1" ${3:+--stage-name "$3"} --preset "$preset" \
+    --run-dir "$run_dir" --no-progress --max-minutes "$minutes" \
+    --set data_root="$data_root" device="$device" eval_every=2000 ${TRAIN_SET:-} ${4:-}
   local code=$?
   case $code in
-    0) echo "$1: finished" ;;
-    75) echo "$1: cut short by the time budget (the same command resumes it)" ;;
-    *) echo "$1: failed (exit $code)" ;;
+    0) echo "$name: finished" ;;
+    75) echo "$name: cut short by the time budget (the same command resumes it)" ;;
+    *) echo "$name: failed (exit $code)" ;;
   esac
   return $code
+}
+evaluate() {  # evaluate RUN_DIR|STAGE_DIR NAME: errors into the staged NAME/
+  timeout "$(remaining)" "$py" -m hffne_lib.evaluate "$1" --data-root "$data_root" --device "$device" \
+    --out "$stage/$2" --no-progress && pack
 }
 step "train coarse ($preset)"
 train coarse $(( ($(remaining) - reserve) * 45 / 100 ))
@@ -99,10 +108,7 @@ stage_run_logs
 pack
 
 step "evaluate"
-if [ -f "$run_dir/refiner/latest.pt" ]; then
-  timeout "$(remaining)" "$py" -m hffne_lib.evaluate "$run_dir" --data-root "$data_root" --device "$device" \
-    --out "$stage/evaluation" --no-progress && pack
-fi
+[ -f "$run_dir/refiner/latest.pt" ] && evaluate "$run_dir" evaluation
 
 if [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ]; then
   step "real faces: predict and compare ($REAL_FACES)"
@@ -115,5 +121,21 @@ if [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ]; then
   # keep the comparison and one sheet per photo, not every output file
   find "$stage/predictions" -type f ! -name face0_sheet.png -delete
   pack
+fi
+extra_min=${EXTRA_MIN_SECONDS:-120}
+if [ -f "$run_dir/refiner/latest.pt" ] && [ "$(remaining)" -ge "$extra_min" ]; then
+  # its stage name, then its overrides as --set words, from the one registry of the table rows
+  read -r extra_stage extra_set < <("$py" -c "
+from hffne_lib.config import get_config
+from hffne_lib.experiments import BEYOND_PAPER_ROW, experiments
+row = experiments(get_config('$preset'))[BEYOND_PAPER_ROW]
+print(row.stage, ' '.join(f'{key}={value}' for key, value in row.overrides.items()))")
+  step "beyond the paper: $extra_stage ($extra_set)"
+  train refiner $(( $(remaining) - 30 )) "$extra_stage" "$extra_set"
+  stage_run_logs
+  [ -f "$run_dir/$extra_stage/latest.pt" ] && evaluate "$run_dir/$extra_stage" "evaluation_$extra_stage"
+  pack
+else
+  step "beyond the paper: skipped ($(remaining) s left, it needs $extra_min)"
 fi
 step "done in $((SECONDS - start)) s; $out: $(ls "$out" | tr '\n' ' ')"
