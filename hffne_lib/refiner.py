@@ -286,15 +286,18 @@ class Refiner(nn.Module):
     def forward(self, gray: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
         if gray.shape[-1] % 16 or gray.shape[-2] % 16:
             raise ValueError(f"refiner input {tuple(gray.shape[-2:])} must be divisible by 16")
+        decoded = self.decode(gray, exemplar)
+        return normalize(exemplar + decoded if self.config.residual else decoded)
+
+    def decode(self, gray: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
+        """D_N's output for this architecture, before the residual sum and normalisation
+        (B x 3 x H x W in [-1, 1])."""
         arch = self.config.architecture
         if arch == "A1":
-            decoded = self.decoder(self.face_encoder(torch.cat([gray, exemplar], dim=1)), None)
-        else:
-            feats = self.face_encoder(gray)
-            if arch == "A2":
-                exemplar_feats = self.normal_encoder.vgg_features(exemplar)
-                feats[-1] = self.exemplar_fusion(torch.cat([feats[-1], exemplar_feats], dim=1))
-                decoded = self.decoder(feats, None)
-            else:
-                decoded = self.decoder(feats, self.normal_encoder(exemplar))
-        return normalize(exemplar + decoded if self.config.residual else decoded)
+            return self.decoder(self.face_encoder(torch.cat([gray, exemplar], dim=1)), None)
+        feats = self.face_encoder(gray)
+        if arch == "A2":
+            exemplar_feats = self.normal_encoder.vgg_features(exemplar)
+            feats[-1] = self.exemplar_fusion(torch.cat([feats[-1], exemplar_feats], dim=1))
+            return self.decoder(feats, None)
+        return self.decoder(feats, self.normal_encoder(exemplar))
