@@ -99,9 +99,6 @@ class ExperimentConfig:
     # > 0 (grey units): the shading residual is scored robustly (Geman-McClure at this scale), so
     # residuals far above it, where an albedo edge (brow, lip, eye) meets the skin, stop pulling.
     shading_robust_scale: float = 0.0
-    # True: the shading term compares log intensities (losses.high_frequency_shading_loss), so the
-    # albedo divides out wherever it is smooth; shading_robust_scale is then in log units.
-    shading_log: bool = False
     # BEYOND THE PAPER (off by default): > 0 makes the smooth-L1 to the exemplar compare only the
     # low frequencies (Gaussian sigma in px) inside the face mask: the exemplar's own fine band is
     # wrong (its fine-band error is above a detail-free prediction's), so copying it copies noise.

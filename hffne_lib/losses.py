@@ -88,29 +88,19 @@ def fit_lighting(gray: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, 
     return torch.linalg.solve(gram + ridge * weight.sum(1).view(-1, 1, 1) * eye, rhs)
 
 
-#: Grey level below which the log-domain shading term clamps image and shading (shadow, no signal).
-LOG_SHADING_FLOOR = 0.02
-
-
 def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemplar: torch.Tensor,
-                                mask: torch.Tensor, sigma: float, robust_scale: float = 0.0,
-                                log_domain: bool = False) -> torch.Tensor:
+                                mask: torch.Tensor, sigma: float, robust_scale: float = 0.0) -> torch.Tensor:
     """BEYOND THE PAPER. L1 between the high frequencies of the grey image and of the shading of
     ``normals`` under the light fitted to the exemplar (no gradient through the fit).
 
-    ``robust_scale`` s > 0 scores each residual r by Geman-McClure, s r^2 / (r^2 + s^2), in place
-    of |r| (same units, slope at most 0.65): residuals far above s (albedo edges) saturate at s
-    and stop pulling. ``log_domain`` compares the high frequencies of log(gray) and log(shading),
-    both clamped at LOG_SHADING_FLOOR: for gray = albedo * shading the residual is then the
-    albedo's own high frequencies, zero wherever the albedo is smooth, and a wrinkle under a dark
-    brow weighs as much as one on bright skin (residuals and s in log units, i.e. relative).
+    ``robust_scale`` s > 0 (grey units) scores each residual r by Geman-McClure, s r^2 / (r^2 + s^2),
+    in place of |r| (same units, slope at most 0.65): residuals far above s (albedo edges)
+    saturate at s and stop pulling.
     normals, exemplar: B x 3 x H x W unit; gray, mask: B x 1 x H x W. Returns a scalar.
     """
     with torch.no_grad():
         light = fit_lighting(gray, exemplar, mask)
     shading = (normals * light[:, :3, None, None]).sum(1, keepdim=True) + light[:, 3:, None, None]
-    if log_domain:
-        shading, gray = (torch.log(x.clamp_min(LOG_SHADING_FLOOR)) for x in (shading, gray))
     residual = high_pass(shading, mask, sigma) - high_pass(gray, mask, sigma)
     if robust_scale > 0:
         return masked_mean(robust_scale * residual ** 2 / (residual ** 2 + robust_scale ** 2), mask)
@@ -144,8 +134,7 @@ class RefinementObjective(nn.Module):
 
     lambda_ref * smooth-L1(N, R) + perceptual_weight * perceptual(N, rgb)
     [+ shading_weight * high-frequency shading (in fp32, outside autocast; robust with
-     shading_robust_scale > 0, of log intensities with shading_log)
-     + integrability_weight * mean |curl| of N (fp32);
+     shading_robust_scale > 0) + integrability_weight * mean |curl| of N (fp32);
      reconstruction_sigma > 0 compares only N's and R's low frequencies inside the mask].
     forward(refined N, exemplar R: B x 3 x H x W; rgb B x 3 x H x W; gray, mask B x 1 x H x W)
     -> {"loss": total, "reconstruction", "perceptual"[, "shading"][, "integrability"]: unweighted
@@ -154,8 +143,7 @@ class RefinementObjective(nn.Module):
 
     def __init__(self, perceptual: PerceptualLoss, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
                  shading_weight: float = 0.0, shading_sigma: float = 2.0, reconstruction_sigma: float = 0.0,
-                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0,
-                 shading_log: bool = False):
+                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0):
         super().__init__()
         self.perceptual = perceptual
         self.lambda_ref = lambda_ref
@@ -165,7 +153,6 @@ class RefinementObjective(nn.Module):
         self.reconstruction_sigma = reconstruction_sigma
         self.shading_robust_scale = shading_robust_scale
         self.integrability_weight = integrability_weight
-        self.shading_log = shading_log
 
     @property
     def terms(self) -> list[str]:
@@ -182,8 +169,7 @@ class RefinementObjective(nn.Module):
         if self.shading_weight:
             with torch.autocast(refined.device.type, enabled=False):
                 terms["shading"] = high_frequency_shading_loss(refined.float(), gray.float(), exemplar.float(),
-                                                               mask, self.shading_sigma, self.shading_robust_scale,
-                                                               self.shading_log)
+                                                               mask, self.shading_sigma, self.shading_robust_scale)
             loss = loss + self.shading_weight * terms["shading"]
         if self.integrability_weight:
             with torch.autocast(refined.device.type, enabled=False):

@@ -68,12 +68,6 @@ VARIANTS = {
     "shading-robust-integrable": Variant("+ HF shading, robust (scale 0.01), + integrability 0.1",
                                          {"shading_weight": 1.0, "shading_robust_scale": 0.01,
                                           "integrability_weight": 0.1}),
-    "shading-log-robust-integrable": Variant("+ HF shading of log intensities, robust (scale 0.03), + integrability 0.1",
-                                             {"shading_weight": 1.0, "shading_log": True, "shading_robust_scale": 0.03,
-                                              "integrability_weight": 0.1}),
-    "shading-log-oracle-integrable": Variant("+ HF shading of log intensities, + integrability 0.1, true shading "
-                                             "as input (oracle)", {"shading_weight": 1.0, "shading_log": True,
-                                                                   "integrability_weight": 0.1}, albedo_free=True),
     "shading-oracle-integrable": Variant("+ HF shading, + integrability 0.1, true shading as input (oracle)",
                                          {"shading_weight": 1.0, "integrability_weight": 0.1}, albedo_free=True),
 }

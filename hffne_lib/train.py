@@ -468,7 +468,7 @@ def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
                                 cfg.perceptual_scale, cfg.perceptual_layer)
     return RefinementObjective(perceptual, cfg.lambda_ref, cfg.perceptual_weight, cfg.shading_weight,
                                cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale,
-                               cfg.integrability_weight, cfg.shading_log)
+                               cfg.integrability_weight)
 
 
 def linear_ramp(iteration: int, length: float) -> float:
