@@ -25,7 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .augment import check_relight_fraction
+from .augment import check_fraction
 from .coarse import CoarseConfig
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
@@ -75,6 +75,9 @@ class ExperimentConfig:
     # BEYOND THE PAPER (off by default): this fraction of lab images is re-rendered from its true
     # normals and albedo under a random light over a random background (hffne_lib.augment).
     coarse_relight: float = 0.0
+    # BEYOND THE PAPER (off by default): this fraction of lab images (after relighting) is mirrored,
+    # rolled, zoomed and shifted with its normals and mask (hffne_lib.augment.warp_lab_batch).
+    coarse_warp: float = 0.0
     # stage 2: exemplar refinement, eq. 10, images without ground truth
     refine_iters: int = 150_000
     refine_batch: int = 8
@@ -140,7 +143,8 @@ class ExperimentConfig:
         self.coarse_milestones = tuple(self.coarse_milestones)
         self.refine_splits = tuple(self.refine_splits)
         self.eval_splits = tuple(self.eval_splits)
-        check_relight_fraction(self.coarse_relight)
+        check_fraction(self.coarse_relight, "coarse_relight")
+        check_fraction(self.coarse_warp, "coarse_warp")
         if not 0.0 <= self.integrability_warmup <= 1.0:
             raise ValueError(f"integrability_warmup is a fraction of refine_iters in [0, 1], got {self.integrability_warmup}")
         if self.supervised_loss not in ("l1", "cosine"):

@@ -38,7 +38,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
-from .augment import relight_lab_batch
+from .augment import relight_lab_batch, warp_lab_batch
 from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
 from .config import ExperimentConfig, get_config
@@ -365,7 +365,8 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
     Losses: supervised (cfg.supervised_loss inside the face mask) * cfg.supervised_weight +
     adversarial * cfg.gan_weight for the generator; the PatchGAN's BCE (halved) for the
     discriminator. ``cfg.coarse_relight`` > 0 relights that fraction of the images (beyond the
-    paper; items then need "albedo" too). ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
+    paper; items then need "albedo" too) and ``cfg.coarse_warp`` > 0 warps that fraction with its
+    normals and mask. ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
     ``stop_after`` ends the run after that iteration as if it had been killed. At ``deadline``
     (``time.monotonic()`` seconds) the run saves its checkpoint and raises TimeBudgetReached.
     """
@@ -404,6 +405,8 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
         if cfg.coarse_relight:
             albedo, = to_device(batch, ("albedo",), cfg, rt)
             gray = relight_lab_batch(gray, target, albedo[:, :1], mask, cfg.coarse_relight)
+        if cfg.coarse_warp:
+            gray, target, mask = warp_lab_batch(gray, target, mask, cfg.coarse_warp)
         with rt.autocast(cfg.amp):
             fake = net_g(gray)
             loss_d = 0.5 * (gan_loss(net_d(gray, target), True) + gan_loss(net_d(gray, fake.detach()), False))

@@ -1,13 +1,14 @@
-"""Relit lab images for the coarse stage (beyond the paper)."""
+"""Relit and warped lab images for the coarse stage (beyond the paper)."""
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hffne_lib.augment import relight_lab_batch
+from hffne_lib.augment import relight_lab_batch, warp_faces, warp_lab_batch
 from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
-from hffne_lib.conventions import normalize
+from hffne_lib.conventions import normalize, transform_in_plane
+from hffne_lib.metrics import angular_error
 from hffne_lib.losses import fit_lighting
 from hffne_lib.train import train_coarse
 from test_train import RandomFaces, states_equal, tiny
@@ -48,10 +49,98 @@ class LitFaces(RandomFaces):
         return {**item, "albedo": torch.full_like(item["rgb"], 0.6)}
 
 
-def test_coarse_training_sees_the_relit_images(tmp_path):
+@pytest.mark.parametrize("option", ["coarse_relight", "coarse_warp"])
+def test_coarse_training_sees_the_relit_or_warped_images(tmp_path, option):
     generators = {}
     for fraction in (0.0, 1.0):
-        cfg = tiny(coarse_iters=2, checkpoint_every=2, coarse_milestones=(), coarse_relight=fraction)
+        cfg = tiny(coarse_iters=2, checkpoint_every=2, coarse_milestones=(), **{option: fraction})
         path = train_coarse(cfg, tmp_path / str(fraction), dataset=LitFaces(), progress=False)
         generators[fraction] = load_checkpoint(path, "coarse")["models"]["generator"]
     assert not states_equal(generators[0.0], generators[1.0])
+
+
+def test_a_killed_relit_and_warped_coarse_run_resumes_to_the_uninterrupted_numbers(tmp_path):
+    """Both draw from the global torch RNG, which the checkpoint restores."""
+    cfg = tiny(coarse_relight=0.5, coarse_warp=0.5, coarse_milestones=())
+    train_coarse(cfg, tmp_path / "full", dataset=LitFaces(), progress=False)
+    train_coarse(cfg, tmp_path / "killed", dataset=LitFaces(), progress=False, stop_after=cfg.coarse_iters - 1)
+    train_coarse(cfg, tmp_path / "killed", dataset=LitFaces(), progress=False)
+    full, resumed = (load_checkpoint(tmp_path / run / "coarse" / "latest.pt", "coarse") for run in ("full", "killed"))
+    assert full["iteration"] == resumed["iteration"] == cfg.coarse_iters
+    assert all(states_equal(full["models"][k], resumed["models"][k]) for k in full["models"])
+
+
+def height_field_normals(height: torch.Tensor) -> torch.Tensor:
+    """Normals of z = height (B x 1 x H x W, pixel units) by central differences, x right, y up."""
+    d_row, d_col = torch.gradient(height[:, 0], dim=(1, 2))
+    return normalize(torch.stack([-d_col, d_row, torch.ones_like(d_col)], dim=1))
+
+
+def bumps(size=48):
+    """Two Gaussian bumps of unlike sizes off the centre (no symmetry a wrong turn could hide in)."""
+    row, col = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                              indexing="ij")
+    height = 8 * torch.exp(-((row - 18) ** 2 + (col - 20) ** 2) / 60) + 4 * torch.exp(-((row - 30) ** 2 + (col - 31) ** 2) / 20)
+    return height[None, None]
+
+
+@pytest.mark.parametrize("roll, mirror, zoom", [(30.0, False, 1.0), (-90.0, True, 1.0), (12.0, True, 1.2)])
+def test_warped_normals_are_the_normals_of_the_warped_surface(roll, mirror, zoom):
+    """Warping a height field's normals equals taking the normals of the warped height field (its
+    heights scaled with the zoom, as a face's are); normals carried along without turning are not."""
+    height = bumps()
+    mask = torch.zeros_like(height)
+    mask[..., 8:-8, 8:-8] = 1
+    args = (torch.tensor([roll]), torch.tensor([mirror]), torch.tensor([zoom]), torch.tensor([[0.04, -0.03]]))
+    warped_height, warped_normals, warped_mask = warp_faces(height, height_field_normals(height), mask, *args)
+    expected = height_field_normals(zoom * warped_height)
+    inside = warped_mask.bool()[:, 0]
+    assert 0.6 * mask.sum() < inside.sum()
+    assert angular_error(warped_normals, expected)[inside].mean() < 1.0
+    moved_only = transform_in_plane(warped_normals, torch.linalg.inv(_turn(roll, mirror)))
+    assert angular_error(moved_only, expected)[inside].mean() > 5.0
+    identity = warp_faces(height, height_field_normals(height), mask, torch.zeros(1), torch.tensor([False]),
+                          torch.ones(1), torch.zeros(1, 2))
+    assert angular_error(identity[1], height_field_normals(height))[mask[:, 0].bool()].max() < 1e-3
+    assert torch.allclose(identity[0], height, atol=1e-5) and torch.equal(identity[2], mask)
+    assert torch.equal(warped_mask.unique(), torch.tensor([0.0, 1.0]))
+    assert torch.allclose(warped_normals.norm(dim=1)[warped_mask[:, 0].bool()], torch.ones(1), atol=1e-5)
+
+
+def _turn(roll: float, mirror: bool) -> torch.Tensor:
+    angle = torch.deg2rad(torch.tensor(roll))
+    rotation = torch.tensor([[torch.cos(angle), -torch.sin(angle)], [torch.sin(angle), torch.cos(angle)]])
+    return (rotation @ torch.diag(torch.tensor([-1.0 if mirror else 1.0, 1.0])))[None]
+
+
+def test_roll_turns_counter_clockwise_as_seen_and_shift_moves_right_and_up():
+    """A spot right of the centre goes to the top under a +90 degree roll; a shift of (0.125, 0.25)
+    moves it 4 pixels right and 8 up (rows grow down)."""
+    image = torch.zeros(1, 1, 32, 32)
+    image[..., 15:17, 23:25] = 1.0
+    mask, normal = torch.ones_like(image), normalize(torch.ones(1, 3, 32, 32))
+    peak = lambda out: divmod(int(out[0].flatten().argmax()), 32)
+    rolled = warp_faces(image, normal, mask, torch.tensor([90.0]), torch.tensor([False]), torch.ones(1), torch.zeros(1, 2))
+    shifted = warp_faces(image, normal, mask, torch.zeros(1), torch.tensor([False]), torch.ones(1), torch.tensor([[0.125, 0.25]]))
+    assert peak(rolled) in {(7, 15), (7, 16), (8, 15), (8, 16)}
+    assert peak(shifted) == (7, 27) and shifted[0][..., 7:9, 27:29].min() > 0.99
+
+
+def test_a_quarter_turn_takes_x_to_y():
+    normals = torch.tensor([1.0, 0.0, 0.5]).view(1, 3, 1, 1)
+    turned = transform_in_plane(normals, torch.tensor([[[0.0, -1.0], [1.0, 0.0]]]))
+    assert torch.allclose(turned.flatten(), torch.tensor([0.0, 1.0, 0.5]))
+
+
+def test_warp_fraction_zero_changes_nothing_and_a_bad_fraction_is_refused():
+    gray, normal, _, mask = bumpy_batch()
+    torch.manual_seed(0)
+    out = warp_lab_batch(gray, normal, mask, 0.0)
+    assert all(torch.equal(a, b) for a, b in zip(out, (gray, normal, mask)))
+    torch.manual_seed(0)
+    warped = warp_lab_batch(gray, normal, mask, 1.0)
+    assert not torch.equal(warped[2], mask) and warped[2].dtype == mask.dtype
+    with pytest.raises(ValueError, match=r"coarse_warp is a fraction of images in \[0, 1\], got -0.1"):
+        warp_lab_batch(gray, normal, mask, -0.1)
+    with pytest.raises(ValueError, match=r"coarse_warp is a fraction of images in \[0, 1\], got 2"):
+        get_config("ci", coarse_warp=2)  # refused when the config is made, before any training
