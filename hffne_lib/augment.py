@@ -16,16 +16,20 @@ face out of the image plane (yaw, pitch), which 3-D data would need.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
-from .conventions import normalize, transform_in_plane
+from .conventions import normalize, surface_slopes, transform_in_plane
 from .rendering import light_direction, relight
 
 AZIMUTH_DEG = (-70.0, 70.0)
 ELEVATION_DEG = (-30.0, 60.0)
 AMBIENT = (0.05, 0.4)
 STRENGTH = (0.6, 1.0)
+#: The largest yaw ``coarse_relight_yaw`` accepts: beyond it the z-buffer shows mostly the side.
+MAX_YAW_DEG = 60.0
 #: Warp ranges: in-plane roll (degrees, counter-clockwise), zoom (> 1 enlarges the face), shift
 #: (fraction of the image size, each axis); half the warped images are mirrored.
 ROLL_DEG = (-15.0, 15.0)
@@ -54,20 +58,95 @@ def check_fraction(fraction: float, name: str) -> None:
 
 
 def relight_lab_batch(gray: torch.Tensor, normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor,
-                      fraction: float) -> torch.Tensor:
+                      fraction: float, max_yaw_deg: float = 0.0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Replace about ``fraction`` of the images by relit ones (global torch RNG, so resumable).
+    With ``max_yaw_deg`` > 0 each of them is first turned out of the image plane by a yaw drawn
+    from [-max_yaw_deg, max_yaw_deg] (``turn_faces``), its normals and mask with it.
 
     gray, mask: B x 1 x H x W; normal: B x 3 x H x W (ground truth); albedo: B x 1 x H x W in [0, 1].
-    Returns B x 1 x H x W in [0, 1]; the normals (the targets) are unchanged.
+    Returns gray B x 1 x H x W in [0, 1], normal and mask (changed only where turned).
     """
     check_fraction(fraction, "coarse_relight")
+    check_yaw(max_yaw_deg)
     count, device = gray.shape[0], gray.device
     chosen = (torch.rand(count, device=device) < fraction).view(-1, 1, 1, 1)
+    if max_yaw_deg:
+        turned = turn_faces(normal, albedo, mask, _uniform((-max_yaw_deg, max_yaw_deg), count, device))
+        normal, albedo, mask = (torch.where(chosen, new, old) for new, old in zip(turned, (normal, albedo, mask)))
     direction = light_direction(_uniform(AZIMUTH_DEG, count, device), _uniform(ELEVATION_DEG, count, device))
     face = relight(albedo, normal, direction.to(device), _uniform(AMBIENT, count, device).view(-1, 1, 1, 1),
                    _uniform(STRENGTH, count, device).view(-1, 1, 1, 1))
     relit = torch.where(mask.bool(), face, smooth_backgrounds(count, gray.shape[-1], device)).clamp(0, 1)
-    return torch.where(chosen, relit, gray)
+    return torch.where(chosen, relit, gray), normal, mask
+
+
+def check_yaw(max_yaw_deg: float) -> None:
+    """One-line ValueError unless ``max_yaw_deg`` (``coarse_relight_yaw``) lies in [0, MAX_YAW_DEG]."""
+    if not 0.0 <= max_yaw_deg <= MAX_YAW_DEG:
+        raise ValueError(f"coarse_relight_yaw is a largest yaw in degrees, in [0, {MAX_YAW_DEG:g}], got {max_yaw_deg}")
+
+
+def heights_from_normals(normal: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The height field whose slopes best match the normals' inside the mask (zero outside), by
+    Frankot and Chellappa's projection onto integrable surfaces (periodic, through the FFT).
+
+    normal B x 3 x H x W, mask B x 1 x H x W -> B x 1 x H x W heights in pixel units, z towards the
+    camera, mean zero inside the mask.
+    """
+    slopes = surface_slopes(normal.float()) * mask.float()
+    d_col, d_row = slopes[:, 0], -slopes[:, 1]                      # y is up, rows grow down
+    h, w = d_col.shape[-2:]
+    wx = 2 * math.pi * torch.fft.fftfreq(w, device=normal.device).view(1, 1, w)
+    wy = 2 * math.pi * torch.fft.fftfreq(h, device=normal.device).view(1, h, 1)
+    denominator = (wx ** 2 + wy ** 2).clone()
+    denominator[..., 0, 0] = 1.0
+    spectrum = (-1j * wx * torch.fft.fft2(d_col) - 1j * wy * torch.fft.fft2(d_row)) / denominator
+    spectrum[..., 0, 0] = 0.0
+    heights = torch.fft.ifft2(spectrum).real[:, None]
+    inside = mask.bool()
+    mean = (heights * inside).sum((2, 3), keepdim=True) / inside.sum((2, 3), keepdim=True).clamp_min(1)
+    return (heights - mean).to(normal.dtype)
+
+
+def turn_faces(normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, yaw_deg: torch.Tensor,
+               supersample: int = 2) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Turn each face about the vertical image axis by ``yaw_deg`` (positive: its front moves to
+    the image right) and project it again (orthographic), hidden parts removed by a z-buffer.
+
+    The surface is ``heights_from_normals``, sampled ``supersample`` times more finely than the
+    pixels so that the turned samples leave no holes. normal B x 3 x H x W unit, albedo B x C x H x W,
+    mask B x 1 x H x W, yaw_deg B. Returns the turned normals (zero outside the new mask), albedo
+    and mask (in its own dtype); parts that were out of sight before the turn stay outside it.
+    """
+    count, _, h, w = normal.shape
+    up = lambda images: F.interpolate(images, scale_factor=supersample, mode="bilinear", align_corners=False)
+    normal_s, albedo_s, height = up(normal), up(albedo), up(heights_from_normals(normal, mask))
+    inside = up(mask.to(normal.dtype)) > 0.5
+    hs, ws = normal_s.shape[-2:]
+    centres = lambda n: (torch.arange(n, device=normal.device, dtype=normal.dtype) + 0.5) / supersample - 0.5
+    x = (centres(ws) - (w - 1) / 2).view(1, 1, 1, ws)                  # pixels right of the centre
+    row = centres(hs).round().long().view(1, 1, hs, 1)
+    angle = torch.deg2rad(yaw_deg.to(normal.dtype)).view(-1, 1, 1, 1)
+    cos, sin = torch.cos(angle), torch.sin(angle)
+    col = (cos * x + sin * height + (w - 1) / 2).round().long()
+    depth = -sin * x + cos * height
+    turned = torch.cat([cos * normal_s[:, :1] + sin * normal_s[:, 2:], normal_s[:, 1:2],
+                        -sin * normal_s[:, :1] + cos * normal_s[:, 2:]], dim=1)
+    visible = (inside & (col >= 0) & (col < w) & (turned[:, 2:] > 0)).flatten()
+    batch = torch.arange(count, device=normal.device).view(-1, 1, 1, 1)
+    target = ((batch * h + row) * w + col).flatten()[visible]
+    sample = torch.arange(visible.numel(), device=normal.device)[visible]
+    depth = depth.flatten()[visible]
+    nearest = torch.full((count * h * w,), -math.inf, dtype=depth.dtype, device=depth.device)
+    nearest = nearest.scatter_reduce(0, target, depth, "amax")
+    front = depth >= nearest[target]
+    winner = torch.full((count * h * w,), -1, dtype=torch.long, device=normal.device)
+    winner = winner.scatter_reduce(0, target[front], sample[front], "amax")   # one per pixel
+    hit = winner >= 0
+    pick = lambda images: images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])[winner.clamp_min(0)] * hit[:, None]
+    unflat = lambda values: values.view(count, h, w, -1).permute(0, 3, 1, 2)
+    new_mask = unflat(hit[:, None].to(normal.dtype))
+    return normalize(unflat(pick(turned))) * new_mask, unflat(pick(albedo_s)), new_mask.to(mask.dtype)
 
 
 def warp_faces(gray: torch.Tensor, normal: torch.Tensor, mask: torch.Tensor, roll_deg: torch.Tensor,

@@ -25,7 +25,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from .augment import check_fraction
+from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
@@ -75,6 +75,9 @@ class ExperimentConfig:
     # BEYOND THE PAPER (off by default): this fraction of lab images is re-rendered from its true
     # normals and albedo under a random light over a random background (hffne_lib.augment).
     coarse_relight: float = 0.0
+    # BEYOND THE PAPER (off by default): > 0 turns each relit face out of the image plane first, by a
+    # yaw drawn from [-this, this] degrees (hffne_lib.augment.turn_faces); needs coarse_relight > 0.
+    coarse_relight_yaw: float = 0.0
     # BEYOND THE PAPER (off by default): this fraction of lab images (after relighting) is mirrored,
     # rolled, zoomed and shifted with its normals and mask (hffne_lib.augment.warp_lab_batch).
     coarse_warp: float = 0.0
@@ -145,6 +148,9 @@ class ExperimentConfig:
         self.eval_splits = tuple(self.eval_splits)
         check_fraction(self.coarse_relight, "coarse_relight")
         check_fraction(self.coarse_warp, "coarse_warp")
+        check_yaw(self.coarse_relight_yaw)
+        if self.coarse_relight_yaw and not self.coarse_relight:
+            raise ValueError("coarse_relight_yaw turns only relit images; set coarse_relight > 0 too")
         if not 0.0 <= self.integrability_warmup <= 1.0:
             raise ValueError(f"integrability_warmup is a fraction of refine_iters in [0, 1], got {self.integrability_warmup}")
         if self.supervised_loss not in ("l1", "cosine"):

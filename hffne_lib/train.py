@@ -365,7 +365,8 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
     Losses: supervised (cfg.supervised_loss inside the face mask) * cfg.supervised_weight +
     adversarial * cfg.gan_weight for the generator; the PatchGAN's BCE (halved) for the
     discriminator. ``cfg.coarse_relight`` > 0 relights that fraction of the images (beyond the
-    paper; items then need "albedo" too) and ``cfg.coarse_warp`` > 0 warps that fraction with its
+    paper; items then need "albedo" too), first turned out of plane by up to
+    ``cfg.coarse_relight_yaw`` degrees, and ``cfg.coarse_warp`` > 0 warps that fraction with its
     normals and mask. ``dataset`` replaces lab_train (items with "gray", "normal", "mask");
     ``stop_after`` ends the run after that iteration as if it had been killed. At ``deadline``
     (``time.monotonic()`` seconds) the run saves its checkpoint and raises TimeBudgetReached.
@@ -404,7 +405,8 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
         gray, target, mask = to_device(batch, ("gray", "normal", "mask"), cfg, rt)
         if cfg.coarse_relight:
             albedo, = to_device(batch, ("albedo",), cfg, rt)
-            gray = relight_lab_batch(gray, target, albedo[:, :1], mask, cfg.coarse_relight)
+            gray, target, mask = relight_lab_batch(gray, target, albedo[:, :1], mask, cfg.coarse_relight,
+                                                   cfg.coarse_relight_yaw)
         if cfg.coarse_warp:
             gray, target, mask = warp_lab_batch(gray, target, mask, cfg.coarse_warp)
         with rt.autocast(cfg.amp):

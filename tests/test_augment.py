@@ -3,8 +3,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
-from hffne_lib.augment import relight_lab_batch, warp_faces, warp_lab_batch
+from hffne_lib.augment import heights_from_normals, relight_lab_batch, turn_faces, warp_faces, warp_lab_batch
 from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
 from hffne_lib.conventions import normalize, transform_in_plane
@@ -27,7 +28,8 @@ def bumpy_batch(count=4, size=32):
 def test_relit_faces_are_lambertian_in_their_normals_and_the_rest_is_untouched():
     gray, normal, albedo, mask = bumpy_batch()
     torch.manual_seed(0)
-    relit = relight_lab_batch(gray, normal, albedo, mask, fraction=1.0)
+    relit, same_normal, same_mask = relight_lab_batch(gray, normal, albedo, mask, fraction=1.0)
+    assert same_normal is normal and same_mask is mask          # not turned: max_yaw_deg = 0
     assert relit.shape == gray.shape and 0 <= relit.min() and relit.max() <= 1
     assert not torch.equal(relit[mask == 0], gray[mask == 0])  # a new background
     shading = relit / albedo
@@ -36,7 +38,7 @@ def test_relit_faces_are_lambertian_in_their_normals_and_the_rest_is_untouched()
     lit = mask.bool() & ((normal * light[:, :3, None, None]).sum(1, keepdim=True) > 0.05)
     assert lit.float().mean() > 0.3 and (model - shading)[lit].abs().max() < 0.05
     assert (light[:, :3].norm(dim=1) > 0.5).all()  # the light's strength is in [0.6, 1]
-    assert torch.equal(relight_lab_batch(gray, normal, albedo, mask, fraction=0.0), gray)
+    assert torch.equal(relight_lab_batch(gray, normal, albedo, mask, fraction=0.0)[0], gray)
     with pytest.raises(ValueError, match=r"fraction of images in \[0, 1\], got 1.5"):
         relight_lab_batch(gray, normal, albedo, mask, fraction=1.5)
     with pytest.raises(ValueError, match=r"coarse_relight is a fraction of images in \[0, 1\], got -0.1"):
@@ -59,9 +61,9 @@ def test_coarse_training_sees_the_relit_or_warped_images(tmp_path, option):
     assert not states_equal(generators[0.0], generators[1.0])
 
 
-def test_a_killed_relit_and_warped_coarse_run_resumes_to_the_uninterrupted_numbers(tmp_path):
+def test_a_killed_relit_turned_and_warped_coarse_run_resumes_to_the_uninterrupted_numbers(tmp_path):
     """Both draw from the global torch RNG, which the checkpoint restores."""
-    cfg = tiny(coarse_relight=0.5, coarse_warp=0.5, coarse_milestones=())
+    cfg = tiny(coarse_relight=0.5, coarse_relight_yaw=30.0, coarse_warp=0.5, coarse_milestones=())
     train_coarse(cfg, tmp_path / "full", dataset=LitFaces(), progress=False)
     train_coarse(cfg, tmp_path / "killed", dataset=LitFaces(), progress=False, stop_after=cfg.coarse_iters - 1)
     train_coarse(cfg, tmp_path / "killed", dataset=LitFaces(), progress=False)
@@ -144,3 +146,67 @@ def test_warp_fraction_zero_changes_nothing_and_a_bad_fraction_is_refused():
         warp_lab_batch(gray, normal, mask, -0.1)
     with pytest.raises(ValueError, match=r"coarse_warp is a fraction of images in \[0, 1\], got 2"):
         get_config("ci", coarse_warp=2)  # refused when the config is made, before any training
+
+
+def disc(size=48, radius=16):
+    row, col = torch.meshgrid(torch.arange(size, dtype=torch.float32), torch.arange(size, dtype=torch.float32),
+                              indexing="ij")
+    return (((row - size / 2) ** 2 + (col - size / 2) ** 2) < radius ** 2).float()[None, None]
+
+
+def test_heights_from_normals_recover_a_height_field():
+    height = bumps()
+    mask = torch.ones_like(height)
+    recovered = heights_from_normals(height_field_normals(height), mask)
+    expected = height - height.mean()
+    assert (recovered - expected).abs().mean() < 0.05 * height.max()
+    assert recovered.mean().abs() < 1e-4
+
+
+def test_a_turned_plane_keeps_one_normal_turned_by_the_yaw():
+    """A plane tilted towards the image right, z = -0.3 x, on a disc: its single normal turns about
+    the vertical axis by the yaw (x' = cos x + sin z), and its pixels stay one plane's."""
+    mask = disc()
+    normal = normalize(torch.tensor([0.3, 0.0, 1.0]).view(1, 3, 1, 1).expand(1, 3, 48, 48) * mask)
+    turned, _, turned_mask = turn_faces(normal, torch.ones_like(mask), mask, torch.tensor([20.0]))
+    angle = torch.deg2rad(torch.tensor(20.0))
+    n = normalize(torch.tensor([0.3, 0.0, 1.0]).view(1, 3, 1, 1))[0, :, 0, 0]
+    expected = torch.stack([torch.cos(angle) * n[0] + torch.sin(angle) * n[2], n[1],
+                            -torch.sin(angle) * n[0] + torch.cos(angle) * n[2]])
+    inside = turned_mask[0, 0].bool()
+    assert inside.sum() > 0.8 * mask.sum()
+    assert torch.allclose(turned[0, :, inside].T, expected.expand(int(inside.sum()), 3), atol=1e-5)
+
+
+def test_turning_moves_the_front_right_hides_the_far_side_and_zero_changes_little():
+    """A bump on a disc: under a positive yaw its top moves to the image right and the face covers
+    fewer pixels, all facing the camera; at yaw 0 the normals and albedo come back within resampling
+    error."""
+    mask = disc()
+    height = bumps() * mask
+    normal = height_field_normals(height) * mask
+    albedo = torch.linspace(0, 1, 48).view(1, 1, 1, 48).expand(1, 1, 48, 48).contiguous()
+    same, same_albedo, same_mask = turn_faces(normal, albedo, mask, torch.zeros(1))
+    inside = same_mask[0, 0].bool() & mask[0, 0].bool()
+    interior = inside & (F.max_pool2d(1 - mask, 3, 1, 1)[0, 0] == 0)         # off the disc's rim
+    # each pixel keeps its nearest of 4 sub-samples, a quarter pixel off its centre: on this steep
+    # bump (about 8 degrees per pixel) that is 1-2 degrees; a wrong turn or shift is tens
+    assert inside.sum() >= 0.97 * mask.sum() and angular_error(same, normal)[0][interior].mean() < 3.0
+    assert (same_albedo - albedo)[0, 0][inside].abs().mean() < 0.01
+    turned, turned_albedo, turned_mask = turn_faces(normal, albedo, mask, torch.tensor([30.0]))
+    top_column = lambda images: int(images[0, 0].flatten().argmax() % 48)
+    assert top_column(heights_from_normals(turned, turned_mask)) > top_column(height) + 2
+    assert (turned[:, 2][turned_mask[:, 0].bool()] > 0).all()
+    assert turned_mask.sum() < mask.sum()
+
+
+def test_relit_faces_turned_out_of_plane_carry_their_turned_normals():
+    gray, normal, albedo, mask = bumpy_batch()
+    torch.manual_seed(0)
+    relit, turned, turned_mask = relight_lab_batch(gray, normal, albedo, mask, fraction=1.0, max_yaw_deg=30.0)
+    assert not torch.equal(turned, normal) and turned_mask.shape == mask.shape
+    assert torch.allclose(turned.norm(dim=1)[turned_mask[:, 0].bool()], torch.ones(1), atol=1e-5)
+    with pytest.raises(ValueError, match=r"coarse_relight_yaw is a largest yaw in degrees, in \[0, 60\], got 90"):
+        get_config("ci", coarse_relight=0.5, coarse_relight_yaw=90)
+    with pytest.raises(ValueError, match="coarse_relight_yaw turns only relit images; set coarse_relight > 0 too"):
+        get_config("ci", coarse_relight_yaw=20)
