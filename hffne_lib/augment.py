@@ -1,5 +1,5 @@
-"""BEYOND THE PAPER: relit and warped lab images for the coarse stage (``ExperimentConfig.coarse_relight``,
-``ExperimentConfig.coarse_warp``).
+"""BEYOND THE PAPER: relit, turned and warped lab images for the coarse stage
+(``ExperimentConfig.coarse_relight``, ``coarse_relight_yaw``, ``coarse_warp``).
 
 The coarse network sees lab images only: grey faces under a few fixed lights on a dark backdrop.
 In the wild the lights and backgrounds differ, and the exemplar's error there is several times
@@ -9,10 +9,11 @@ a random smooth background. The light ranges are the synthetic wild renderer's d
 (hffne_lib.data.synthetic), so gains measured on the synthetic wild split are an upper bound for
 real photos.
 
-Warping mirrors, rolls, zooms and shifts a lab image, its normals and its mask together (a
-similarity of the image plane; the normals turn with it, ``conventions.transform_in_plane``).
-Lab faces are frontal, upright and centred; faces in photos are not. A 2-D warp cannot turn a
-face out of the image plane (yaw, pitch), which 3-D data would need.
+Lab faces are frontal, upright and centred; faces in photos are not. Turning (with relighting)
+integrates the true normals into heights, turns the surface about the vertical axis (yaw) and
+projects it again, so the relit image shows a face seen from the side, with its turned normals as
+the target. Warping mirrors, rolls, zooms and shifts a lab image, its normals and its mask together
+(a similarity of the image plane; the normals turn with it, ``conventions.transform_in_plane``).
 """
 from __future__ import annotations
 
