@@ -31,6 +31,8 @@ AMBIENT = (0.05, 0.4)
 STRENGTH = (0.6, 1.0)
 #: The largest yaw ``coarse_relight_yaw`` accepts: beyond it the z-buffer shows mostly the side.
 MAX_YAW_DEG = 60.0
+#: Depth (pixels) within which turned samples count as the same visible surface and are averaged.
+FRONT_DEPTH = 1.0
 #: Warp ranges: in-plane roll (degrees, counter-clockwise), zoom (> 1 enlarges the face), shift
 #: (fraction of the image size, each axis); half the warped images are mirrored.
 ROLL_DEG = (-15.0, 15.0)
@@ -115,7 +117,9 @@ def turn_faces(normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, y
     the image right) and project it again (orthographic), hidden parts removed by a z-buffer.
 
     The surface is ``heights_from_normals``, sampled ``supersample`` times more finely than the
-    pixels so that the turned samples leave no holes. normal B x 3 x H x W unit, albedo B x C x H x W,
+    pixels so that the turned samples leave no holes; each pixel averages the samples that land on
+    it within FRONT_DEPTH of the nearest (at yaw 0 on lab faces: 0.63 degrees from the input, 0.57
+    in the fine band, against 1.46 and 0.92 when it keeps one sample). normal B x 3 x H x W unit, albedo B x C x H x W,
     mask B x 1 x H x W, yaw_deg B. Returns the turned normals (zero outside the new mask), albedo
     and mask (in its own dtype); parts that were out of sight before the turn stay outside it.
     """
@@ -136,18 +140,19 @@ def turn_faces(normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, y
     visible = (inside & (col >= 0) & (col < w) & (turned[:, 2:] > 0)).flatten()
     batch = torch.arange(count, device=normal.device).view(-1, 1, 1, 1)
     target = ((batch * h + row) * w + col).flatten()[visible]
-    sample = torch.arange(visible.numel(), device=normal.device)[visible]
     depth = depth.flatten()[visible]
     nearest = torch.full((count * h * w,), -math.inf, dtype=depth.dtype, device=depth.device)
     nearest = nearest.scatter_reduce(0, target, depth, "amax")
-    front = depth >= nearest[target]
-    winner = torch.full((count * h * w,), -1, dtype=torch.long, device=normal.device)
-    winner = winner.scatter_reduce(0, target[front], sample[front], "amax")   # one per pixel
-    hit = winner >= 0
-    pick = lambda images: images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])[winner.clamp_min(0)] * hit[:, None]
+    front = depth >= nearest[target] - FRONT_DEPTH   # the samples of the surface seen at each pixel
+    pixels = target[front]
+    mean = lambda images: torch.zeros(count * h * w, images.shape[1], dtype=images.dtype, device=images.device
+                                      ).index_add_(0, pixels, images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
+                                                   [visible][front])
+    hits = mean(torch.ones_like(height))
     unflat = lambda values: values.view(count, h, w, -1).permute(0, 3, 1, 2)
-    new_mask = unflat(hit[:, None].to(normal.dtype))
-    return normalize(unflat(pick(turned))) * new_mask, unflat(pick(albedo_s)), new_mask.to(mask.dtype)
+    new_mask = unflat((hits > 0).to(normal.dtype))
+    return (normalize(unflat(mean(turned))) * new_mask, unflat(mean(albedo_s) / hits.clamp_min(1)),
+            new_mask.to(mask.dtype))
 
 
 def warp_faces(gray: torch.Tensor, normal: torch.Tensor, mask: torch.Tensor, roll_deg: torch.Tensor,

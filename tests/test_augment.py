@@ -189,9 +189,9 @@ def test_turning_moves_the_front_right_hides_the_far_side_and_zero_changes_littl
     same, same_albedo, same_mask = turn_faces(normal, albedo, mask, torch.zeros(1))
     inside = same_mask[0, 0].bool() & mask[0, 0].bool()
     interior = inside & (F.max_pool2d(1 - mask, 3, 1, 1)[0, 0] == 0)         # off the disc's rim
-    # each pixel keeps its nearest of 4 sub-samples, a quarter pixel off its centre: on this steep
-    # bump (about 8 degrees per pixel) that is 1-2 degrees; a wrong turn or shift is tens
-    assert inside.sum() >= 0.97 * mask.sum() and angular_error(same, normal)[0][interior].mean() < 3.0
+    # each pixel averages its 4 sub-samples: a slight blur, 0.4 degrees on this steep bump (about 8
+    # degrees per pixel); keeping one sub-sample, a quarter pixel off the centre, gave 1.7
+    assert inside.sum() >= 0.97 * mask.sum() and angular_error(same, normal)[0][interior].mean() < 0.6
     assert (same_albedo - albedo)[0, 0][inside].abs().mean() < 0.01
     turned, turned_albedo, turned_mask = turn_faces(normal, albedo, mask, torch.tensor([30.0]))
     top_column = lambda images: int(images[0, 0].flatten().argmax() % 48)
