@@ -119,9 +119,10 @@ def turn_faces(normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, y
     The surface is ``heights_from_normals``, sampled ``supersample`` times more finely than the
     pixels so that the turned samples leave no holes; each pixel averages the samples that land on
     it within FRONT_DEPTH of the nearest (at yaw 0 on lab faces: 0.63 degrees from the input, 0.57
-    in the fine band, against 1.46 and 0.92 when it keeps one sample). normal B x 3 x H x W unit, albedo B x C x H x W,
-    mask B x 1 x H x W, yaw_deg B. Returns the turned normals (zero outside the new mask), albedo
-    and mask (in its own dtype); parts that were out of sight before the turn stay outside it.
+    in the fine band, against 1.46 and 0.92 when it keeps one sample).
+    normal B x 3 x H x W unit, albedo B x C x H x W, mask B x 1 x H x W, yaw_deg B. Returns the
+    turned normals (zero outside the new mask), albedo and mask (in its own dtype); parts that were
+    out of sight before the turn stay outside it.
     """
     count, _, h, w = normal.shape
     up = lambda images: F.interpolate(images, scale_factor=supersample, mode="bilinear", align_corners=False)
@@ -144,14 +145,13 @@ def turn_faces(normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, y
     nearest = torch.full((count * h * w,), -math.inf, dtype=depth.dtype, device=depth.device)
     nearest = nearest.scatter_reduce(0, target, depth, "amax")
     front = depth >= nearest[target] - FRONT_DEPTH   # the samples of the surface seen at each pixel
-    pixels = target[front]
-    mean = lambda images: torch.zeros(count * h * w, images.shape[1], dtype=images.dtype, device=images.device
-                                      ).index_add_(0, pixels, images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])
-                                                   [visible][front])
-    hits = mean(torch.ones_like(height))
+    seen = lambda images: images.permute(0, 2, 3, 1).reshape(-1, images.shape[1])[visible][front]   # S x C
+    pixel_sum = lambda images: torch.zeros(count * h * w, images.shape[1], dtype=images.dtype,
+                                           device=images.device).index_add_(0, target[front], seen(images))
+    hits = pixel_sum(torch.ones_like(height))
     unflat = lambda values: values.view(count, h, w, -1).permute(0, 3, 1, 2)
     new_mask = unflat((hits > 0).to(normal.dtype))
-    return (normalize(unflat(mean(turned))) * new_mask, unflat(mean(albedo_s) / hits.clamp_min(1)),
+    return (normalize(unflat(pixel_sum(turned))) * new_mask, unflat(pixel_sum(albedo_s) / hits.clamp_min(1)),
             new_mask.to(mask.dtype))
 
 
