@@ -13,7 +13,7 @@ Lab faces are frontal, upright and centred; faces in photos are not. Turning (wi
 integrates the true normals into heights, turns the surface about the vertical axis (yaw) and
 projects it again, so the relit image shows a face seen from the side, with its turned normals as
 the target. Warping mirrors, rolls, zooms and shifts a lab image, its normals and its mask together
-(a similarity of the image plane; the normals turn with it, ``conventions.transform_in_plane``).
+(a similarity of the image plane; the normals turn with it, ``conventions.transform_normals``).
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .conventions import normalize, surface_slopes, transform_in_plane
+from .conventions import normalize, surface_slopes, transform_normals
 from .rendering import light_direction, relight
 
 AZIMUTH_DEG = (-70.0, 70.0)
@@ -136,8 +136,10 @@ def turn_faces(normal: torch.Tensor, albedo: torch.Tensor, mask: torch.Tensor, y
     cos, sin = torch.cos(angle), torch.sin(angle)
     col = (cos * x + sin * height + (w - 1) / 2).round().long()
     depth = -sin * x + cos * height
-    turned = torch.cat([cos * normal_s[:, :1] + sin * normal_s[:, 2:], normal_s[:, 1:2],
-                        -sin * normal_s[:, :1] + cos * normal_s[:, 2:]], dim=1)
+    zero, one = torch.zeros_like(cos), torch.ones_like(cos)
+    yaw = torch.cat([torch.cat([cos, zero, sin], -1), torch.cat([zero, one, zero], -1),
+                     torch.cat([-sin, zero, cos], -1)], -2)[:, 0]          # B x 3 x 3, about y
+    turned = transform_normals(normal_s, yaw)
     visible = (inside & (col >= 0) & (col < w) & (turned[:, 2:] > 0)).flatten()
     batch = torch.arange(count, device=normal.device).view(-1, 1, 1, 1)
     target = ((batch * h + row) * w + col).flatten()[visible]
@@ -179,7 +181,8 @@ def warp_faces(gray: torch.Tensor, normal: torch.Tensor, mask: torch.Tensor, rol
     sample = lambda images, padding: F.grid_sample(images, grid, mode="bilinear", padding_mode=padding,
                                                   align_corners=False)
     inside = sample(mask.to(normal.dtype), "zeros") > 0.5
-    turned = transform_in_plane(normalize(sample(normal, "zeros")), turn) * inside
+    turn_3d = F.pad(turn, (0, 1, 0, 1)) + torch.diag(torch.tensor([0.0, 0.0, 1.0], dtype=turn.dtype, device=turn.device))
+    turned = transform_normals(normalize(sample(normal, "zeros")), turn_3d) * inside
     return sample(gray, "border"), turned, inside.to(mask.dtype)
 
 

@@ -72,12 +72,11 @@ def flip_horizontal(normals: torch.Tensor) -> torch.Tensor:
     return torch.cat([-flipped[:, :1], flipped[:, 1:]], dim=1)
 
 
-def transform_in_plane(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
-    """Apply an orthogonal map of the image plane (a rotation or a mirror, in the axes above: x
-    right, y up) to the normals' x and y, as the map turns the surface: B x 3 x H x W, B x 2 x 2
-    -> B x 3 x H x W. A counter-clockwise quarter turn [[0, -1], [1, 0]] takes (1, 0, z) to (0, 1, z)."""
-    xy = torch.einsum("bij,bjhw->bihw", matrix.to(normals.dtype), normals[:, :2])
-    return torch.cat([xy, normals[:, 2:]], dim=1)
+def transform_normals(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Apply an orthogonal map of camera space (a rotation or a mirror, in the axes above) to every
+    normal, as the map turns the surface: B x 3 x H x W, B x 3 x 3 -> B x 3 x H x W. A quarter turn
+    about z, [[0, -1, 0], [1, 0, 0], [0, 0, 1]], takes (1, 0, z) to (0, 1, z)."""
+    return torch.einsum("bij,bjhw->bihw", matrix.to(normals.dtype), normals)
 
 
 def apply_mask(normals: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

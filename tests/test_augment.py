@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from hffne_lib.augment import heights_from_normals, relight_lab_batch, turn_faces, warp_faces, warp_lab_batch
 from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
-from hffne_lib.conventions import normalize, transform_in_plane
+from hffne_lib.conventions import normalize, transform_normals
 from hffne_lib.metrics import angular_error
 from hffne_lib.losses import fit_lighting
 from hffne_lib.train import train_coarse
@@ -99,7 +99,7 @@ def test_warped_normals_are_the_normals_of_the_warped_surface(roll, mirror, zoom
     inside = warped_mask.bool()[:, 0]
     assert 0.6 * mask.sum() < inside.sum()
     assert angular_error(warped_normals, expected)[inside].mean() < 1.0
-    moved_only = transform_in_plane(warped_normals, torch.linalg.inv(_turn(roll, mirror)))
+    moved_only = transform_normals(warped_normals, torch.linalg.inv(_turn(roll, mirror)))
     assert angular_error(moved_only, expected)[inside].mean() > 5.0
     identity = warp_faces(height, height_field_normals(height), mask, torch.zeros(1), torch.tensor([False]),
                           torch.ones(1), torch.zeros(1, 2))
@@ -112,7 +112,8 @@ def test_warped_normals_are_the_normals_of_the_warped_surface(roll, mirror, zoom
 def _turn(roll: float, mirror: bool) -> torch.Tensor:
     angle = torch.deg2rad(torch.tensor(roll))
     rotation = torch.tensor([[torch.cos(angle), -torch.sin(angle)], [torch.sin(angle), torch.cos(angle)]])
-    return (rotation @ torch.diag(torch.tensor([-1.0 if mirror else 1.0, 1.0])))[None]
+    turn = rotation @ torch.diag(torch.tensor([-1.0 if mirror else 1.0, 1.0]))
+    return torch.block_diag(turn, torch.ones(1, 1))[None]                  # the same map in 3-D
 
 
 def test_roll_turns_counter_clockwise_as_seen_and_shift_moves_right_and_up():
@@ -130,7 +131,7 @@ def test_roll_turns_counter_clockwise_as_seen_and_shift_moves_right_and_up():
 
 def test_a_quarter_turn_takes_x_to_y():
     normals = torch.tensor([1.0, 0.0, 0.5]).view(1, 3, 1, 1)
-    turned = transform_in_plane(normals, torch.tensor([[[0.0, -1.0], [1.0, 0.0]]]))
+    turned = transform_normals(normals, torch.tensor([[[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]]]))
     assert torch.allclose(turned.flatten(), torch.tensor([0.0, 1.0, 0.5]))
 
 
