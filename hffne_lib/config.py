@@ -105,6 +105,10 @@ class ExperimentConfig:
     # > 0 (grey units): the shading residual is scored robustly (Geman-McClure at this scale), so
     # residuals far above it, where an albedo edge (brow, lip, eye) meets the skin, stop pulling.
     shading_robust_scale: float = 0.0
+    # > 0 (px): the grey image and the refined normals' shading are both blurred by this Gaussian
+    # first, so the term compares the band between it and shading_sigma: pixel noise, which passes
+    # a plain high-pass whole, drops out (README, "Albedo and noise in the shading term").
+    shading_presmooth: float = 0.0
     # BEYOND THE PAPER (off by default): > 0 makes the smooth-L1 to the exemplar compare only the
     # low frequencies (Gaussian sigma in px) inside the face mask: the exemplar's own fine band is
     # wrong (its fine-band error is above a detail-free prediction's), so copying it copies noise.
@@ -151,6 +155,9 @@ class ExperimentConfig:
         check_yaw(self.coarse_relight_yaw)
         if self.coarse_relight_yaw and not self.coarse_relight:
             raise ValueError("coarse_relight_yaw turns only relit images; set coarse_relight > 0 too")
+        if not 0.0 <= self.shading_presmooth < self.shading_sigma:
+            raise ValueError(f"shading_presmooth is a blur in px in [0, shading_sigma={self.shading_sigma}), "
+                             f"got {self.shading_presmooth}")
         if not 0.0 <= self.integrability_warmup <= 1.0:
             raise ValueError(f"integrability_warmup is a fraction of refine_iters in [0, 1], got {self.integrability_warmup}")
         if self.supervised_loss not in ("l1", "cosine"):

@@ -32,3 +32,11 @@ def low_pass(images: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Te
 def high_pass(images: torch.Tensor, mask: torch.Tensor, sigma: float) -> torch.Tensor:
     """Image minus its masked low-pass, zero outside the mask: B x C x H x W."""
     return (images - low_pass(images, mask, sigma)) * mask.to(images.dtype)
+
+
+def band_pass(images: torch.Tensor, mask: torch.Tensor, sigma: float, presmooth: float = 0.0) -> torch.Tensor:
+    """``high_pass`` at ``sigma`` of the image blurred first by ``presmooth`` px (0: not blurred):
+    the band between the two scales, without the pixel-level noise above it. B x C x H x W."""
+    if presmooth > 0:
+        images = low_pass(images, mask, presmooth)
+    return high_pass(images, mask, sigma)

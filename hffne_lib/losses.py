@@ -9,7 +9,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conventions import surface_slopes
-from .filters import high_pass, low_pass
+from .filters import band_pass, low_pass
 from .vgg import VGG19Features
 
 #: The release divides the mean relu1_2 L1 by 256 * 256 before adding it (PAPER.md, eq. 10).
@@ -89,19 +89,21 @@ def fit_lighting(gray: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, 
 
 
 def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemplar: torch.Tensor,
-                                mask: torch.Tensor, sigma: float, robust_scale: float = 0.0) -> torch.Tensor:
+                                mask: torch.Tensor, sigma: float, robust_scale: float = 0.0,
+                                presmooth: float = 0.0) -> torch.Tensor:
     """BEYOND THE PAPER. L1 between the high frequencies of the grey image and of the shading of
     ``normals`` under the light fitted to the exemplar (no gradient through the fit).
 
     ``robust_scale`` s > 0 (grey units) scores each residual r by Geman-McClure, s r^2 / (r^2 + s^2),
     in place of |r| (same units, slope at most 0.65): residuals far above s (albedo edges)
-    saturate at s and stop pulling.
+    saturate at s and stop pulling. ``presmooth`` > 0 (px) blurs both shadings first
+    (``filters.band_pass``): pixel noise and 8-bit steps, which the high-pass passes whole, drop out.
     normals, exemplar: B x 3 x H x W unit; gray, mask: B x 1 x H x W. Returns a scalar.
     """
     with torch.no_grad():
         light = fit_lighting(gray, exemplar, mask)
     shading = (normals * light[:, :3, None, None]).sum(1, keepdim=True) + light[:, 3:, None, None]
-    residual = high_pass(shading, mask, sigma) - high_pass(gray, mask, sigma)
+    residual = band_pass(shading, mask, sigma, presmooth) - band_pass(gray, mask, sigma, presmooth)
     if robust_scale > 0:
         return masked_mean(robust_scale * residual ** 2 / (residual ** 2 + robust_scale ** 2), mask)
     return masked_mean(residual.abs(), mask)
@@ -134,7 +136,8 @@ class RefinementObjective(nn.Module):
 
     lambda_ref * smooth-L1(N, R) + perceptual_weight * perceptual(N, rgb)
     [+ shading_weight * high-frequency shading (in fp32, outside autocast; robust with
-     shading_robust_scale > 0) + integrability_weight * mean |curl| of N (fp32);
+     shading_robust_scale > 0; presmoothed by shading_presmooth px when > 0)
+     + integrability_weight * mean |curl| of N (fp32);
      reconstruction_sigma > 0 compares only N's and R's low frequencies inside the mask].
     forward(refined N, exemplar R: B x 3 x H x W; rgb B x 3 x H x W; gray, mask B x 1 x H x W)
     -> {"loss": total, "reconstruction", "perceptual"[, "shading"][, "integrability"]: unweighted
@@ -143,7 +146,8 @@ class RefinementObjective(nn.Module):
 
     def __init__(self, perceptual: PerceptualLoss, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
                  shading_weight: float = 0.0, shading_sigma: float = 2.0, reconstruction_sigma: float = 0.0,
-                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0):
+                 shading_robust_scale: float = 0.0, integrability_weight: float = 0.0,
+                 shading_presmooth: float = 0.0):
         super().__init__()
         self.perceptual = perceptual
         self.lambda_ref = lambda_ref
@@ -153,6 +157,7 @@ class RefinementObjective(nn.Module):
         self.reconstruction_sigma = reconstruction_sigma
         self.shading_robust_scale = shading_robust_scale
         self.integrability_weight = integrability_weight
+        self.shading_presmooth = shading_presmooth
 
     @property
     def terms(self) -> list[str]:
@@ -169,7 +174,8 @@ class RefinementObjective(nn.Module):
         if self.shading_weight:
             with torch.autocast(refined.device.type, enabled=False):
                 terms["shading"] = high_frequency_shading_loss(refined.float(), gray.float(), exemplar.float(),
-                                                               mask, self.shading_sigma, self.shading_robust_scale)
+                                                               mask, self.shading_sigma, self.shading_robust_scale,
+                                                               self.shading_presmooth)
             loss = loss + self.shading_weight * terms["shading"]
         if self.integrability_weight:
             with torch.autocast(refined.device.type, enabled=False):

@@ -11,9 +11,9 @@ exemplar's, no refiner trained on that objective will beat its exemplar; if they
 the network or its schedule. A "fine" error under the detail-free reference's means the objective
 puts the right detail in the right place (hffne_lib.evaluate).
 
-The ``albedo_free`` variants feed the split's true shading (no albedo, highlights or noise) in
-place of the photo: an oracle no real photo has, used only to tell how much the albedo in the
-photo misleads a term. Their rows say so.
+The oracle variants feed a term something no real photo has, to tell what in the photo misleads
+it: the split's true shading (no albedo, highlights or noise), or the photo divided by the split's
+true grey albedo (highlights and noise kept). Their rows say so.
 """
 from __future__ import annotations
 
@@ -40,14 +40,25 @@ from .train import add_override_argument, exemplar_checkpoint, open_split, parse
 EXEMPLAR = "coarse exemplar"
 
 
+#: What the image terms see: the photo, or an oracle (for diagnosis only) made from the split's truth.
+PHOTO, TRUE_SHADING, OVER_TRUE_ALBEDO = "photo", "true shading", "photo / true albedo"
+#: Grey albedo below this is taken as this when the photo is divided by it (dark hair, eyes).
+ALBEDO_FLOOR = 0.05
+
+
 @dataclass(frozen=True)
 class Variant:
-    """One objective to probe: a label, config overrides (e.g. shading_weight=1.0); ``albedo_free``
-    swaps the photo for the true shading (an oracle, for diagnosis only)."""
+    """One objective to probe: a label, config overrides (e.g. shading_weight=1.0), and the
+    ``image`` its image terms see: PHOTO, or the oracles TRUE_SHADING or OVER_TRUE_ALBEDO."""
 
     label: str
     overrides: dict[str, Any] = field(default_factory=dict)
-    albedo_free: bool = False
+    image: str = PHOTO
+
+    def __post_init__(self) -> None:
+        if self.image not in (PHOTO, TRUE_SHADING, OVER_TRUE_ALBEDO):
+            raise ValueError(f"variant image must be {PHOTO!r}, {TRUE_SHADING!r} or {OVER_TRUE_ALBEDO!r}, "
+                             f"got {self.image!r}")
 
 
 #: The faithful objective and the options beyond the paper, by the names ``--variants`` takes.
@@ -59,17 +70,28 @@ VARIANTS = {
     "shading-lowpass": Variant("+ HF shading, low-pass reconstruction",
                                {"shading_weight": 1.0, "reconstruction_sigma": 2.0}),
     "shading-oracle": Variant("+ HF shading, true shading as input (oracle)", {"shading_weight": 1.0},
-                              albedo_free=True),
+                              image=TRUE_SHADING),
     "shading-robust": Variant("+ HF shading, robust (Geman-McClure, scale 0.01)",
                               {"shading_weight": 1.0, "shading_robust_scale": 0.01}),
     "shading-lowpass-oracle": Variant("+ HF shading, low-pass reconstruction, true shading as input (oracle)",
-                                      {"shading_weight": 1.0, "reconstruction_sigma": 2.0}, albedo_free=True),
+                                      {"shading_weight": 1.0, "reconstruction_sigma": 2.0}, image=TRUE_SHADING),
     "integrable": Variant("+ integrability 0.1", {"integrability_weight": 0.1}),
     "shading-robust-integrable": Variant("+ HF shading, robust (scale 0.01), + integrability 0.1",
                                          {"shading_weight": 1.0, "shading_robust_scale": 0.01,
                                           "integrability_weight": 0.1}),
     "shading-oracle-integrable": Variant("+ HF shading, + integrability 0.1, true shading as input (oracle)",
-                                         {"shading_weight": 1.0, "integrability_weight": 0.1}, albedo_free=True),
+                                         {"shading_weight": 1.0, "integrability_weight": 0.1}, image=TRUE_SHADING),
+    "shading-albedo-oracle-integrable": Variant(
+        "+ HF shading, + integrability 0.1, photo over the true albedo (oracle)",
+        {"shading_weight": 1.0, "integrability_weight": 0.1}, image=OVER_TRUE_ALBEDO),
+    "shading-robust-integrable-presmooth": Variant(
+        "+ HF shading, robust (scale 0.01), presmoothed 0.75 px, + integrability 0.1",
+        {"shading_weight": 1.0, "shading_robust_scale": 0.01, "shading_presmooth": 0.75,
+         "integrability_weight": 0.1}),
+    "shading-albedo-oracle-robust-integrable-presmooth": Variant(
+        "+ HF shading, robust (scale 0.01), presmoothed 0.75 px, + integrability 0.1, photo over the true "
+        "albedo (oracle)", {"shading_weight": 1.0, "shading_robust_scale": 0.01, "shading_presmooth": 0.75,
+                            "integrability_weight": 0.1}, image=OVER_TRUE_ALBEDO),
 }
 
 
@@ -110,12 +132,22 @@ def optimise_normals(objective: RefinementObjective, exemplar: torch.Tensor, rgb
 
 
 def probe_batch(dataset: Dataset, images: int) -> dict[str, torch.Tensor]:
-    """The first ``images`` items of ``dataset`` stacked (keys gray, rgb, mask, detail_mask, normal, shading)."""
+    """The first ``images`` items of ``dataset`` stacked (keys gray, rgb, mask, detail_mask, normal,
+    shading, gray_albedo)."""
     if not 0 < images <= len(dataset):
         raise ValueError(f"asked for {images} images; the split has {len(dataset)}")
     items = [dataset[i] for i in range(images)]
     return {key: torch.stack([item[key] for item in items])
-            for key in ("gray", "rgb", "mask", "detail_mask", "normal", "shading")}
+            for key in ("gray", "rgb", "mask", "detail_mask", "normal", "shading", "gray_albedo")}
+
+
+def variant_images(batch: dict[str, torch.Tensor], image: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (rgb B x 3 x H x W, gray B x 1 x H x W) that the image terms of a Variant with ``image``
+    see, from a ``probe_batch``; an oracle's grey image stands in for its rgb too."""
+    if image == PHOTO:
+        return batch["rgb"], batch["gray"]
+    gray = batch["shading"] if image == TRUE_SHADING else batch["gray"] / batch["gray_albedo"].clamp_min(ALBEDO_FLOOR)
+    return gray.expand(-1, 3, -1, -1), gray
 
 
 def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module, dataset: Dataset,
@@ -137,8 +169,7 @@ def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module, dataset: Data
                             **mean_errors(detail_free(truth, mask.bool()), truth, mask, detail_mask)}])]
     for variant in variants:
         objective = refinement_objective(dataclasses.replace(cfg, **variant.overrides))
-        gray = batch["shading"] if variant.albedo_free else batch["gray"]
-        rgb = gray.expand(-1, 3, -1, -1) if variant.albedo_free else batch["rgb"]
+        rgb, gray = variant_images(batch, variant.image)
         torch.manual_seed(cfg.seed)
         curve = optimise_normals(objective, exemplar, rgb, gray, mask, truth, detail_mask, steps, lr, eval_every,
                                  progress, desc=f"probe: {variant.label}")

@@ -473,7 +473,7 @@ def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
                                 cfg.perceptual_scale, cfg.perceptual_layer)
     return RefinementObjective(perceptual, cfg.lambda_ref, cfg.perceptual_weight, cfg.shading_weight,
                                cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale,
-                               cfg.integrability_weight)
+                               cfg.integrability_weight, cfg.shading_presmooth)
 
 
 def linear_ramp(iteration: int, length: float) -> float:

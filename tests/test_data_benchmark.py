@@ -12,6 +12,7 @@ from hffne_lib.data import (BENCHMARK_PRESETS, SPLITS, BenchmarkConfig, FaceNorm
                             manifest_hash)
 from hffne_lib.data.dataset import preview_grid
 from hffne_lib.data.shards import TMP_SUFFIX, open_shard, write_shard
+from hffne_lib.data.synthetic import LIGHT_FIELDS
 
 TINY = BenchmarkConfig(size=32, lab_identities=5, lab_captures=2, wild_identities=5, wild_samples=2,
                        scan_identities=3, shard_size=3)
@@ -109,7 +110,7 @@ def test_dataset_items(built, split):
     batch = next(iter(loader))
     n = len(data)
     for key, channels in (("gray", 1), ("rgb", 3), ("normal", 3), ("normal_exact", 3), ("mask", 1),
-                          ("detail_mask", 1), ("albedo", 3), ("shading", 1)):
+                          ("detail_mask", 1), ("albedo", 3), ("gray_albedo", 1), ("shading", 1)):
         assert batch[key].shape == (n, channels, 32, 32) and batch[key].dtype == torch.float32, key
     assert batch["light"].shape[0] == n and batch["identity"].shape == (n,)
     assert 0 <= batch["gray"].min() and batch["gray"].max() <= 1 and batch["gray"].std() > 0.05
@@ -118,6 +119,11 @@ def test_dataset_items(built, split):
         length = batch[key].norm(dim=1, keepdim=True)
         assert (length[mask] - 1).abs().max() < 2e-3 and (length[~mask] == 0).all(), key
     assert set(batch["identity"].tolist()) == set(manifest["splits"][split]["identities"])
+    # without a highlight the grey image is its grey albedo times its shading, up to noise and 8 bits
+    plain = batch["light"][:, LIGHT_FIELDS.index("specular")] == 0
+    assert plain.any()
+    rendered = batch["gray_albedo"] * batch["shading"]
+    assert ((batch["gray"] - rendered).abs() * mask)[plain].sum() / mask[plain].sum() < 0.02
     if views == 4:      # four items per capture: same normals, each under its own light
         assert torch.equal(batch["normal"][0], batch["normal"][3]) and not torch.equal(batch["gray"][0], batch["gray"][1])
         assert not torch.equal(batch["normal"], batch["normal_exact"])

@@ -1,9 +1,12 @@
-"""Masked Gaussian filters: constants pass through, the background does not leak in."""
+"""Masked Gaussian filters: constants pass through, the background does not leak in, a band-pass
+keeps its band."""
 from __future__ import annotations
+
+import math
 
 import torch
 
-from hffne_lib.filters import gaussian_blur, high_pass, low_pass
+from hffne_lib.filters import band_pass, gaussian_blur, high_pass, low_pass
 
 
 def test_blur_keeps_constants_and_sums():
@@ -21,3 +24,17 @@ def test_masked_filters_ignore_the_background():
     image = torch.where(mask, torch.tensor(1.0), torch.tensor(100.0))
     assert torch.allclose(low_pass(image, mask, 2.0)[mask], torch.ones(int(mask.sum())), atol=1e-5)
     assert high_pass(image, mask, 2.0).abs().max() < 1e-4
+
+
+def test_band_pass_keeps_the_detail_band_and_drops_pixel_noise():
+    """A sine of period 8 px (detail) and a checkerboard (pixel noise, period 2 px): the high-pass
+    at 2 px keeps both; presmoothed by 0.75 px it keeps most of the sine and almost none of the noise."""
+    rows, cols = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    detail = torch.sin(2 * math.pi * cols / 8)[None, None]
+    noise = torch.where((rows + cols) % 2 == 0, 1.0, -1.0)[None, None]
+    mask = torch.ones(1, 1, 48, 48)
+    energy = lambda images: images[..., 12:36, 12:36].pow(2).mean().item()
+    assert torch.equal(band_pass(detail, mask, 2.0), high_pass(detail, mask, 2.0))
+    assert energy(high_pass(noise, mask, 2.0)) > 0.9 and energy(high_pass(detail, mask, 2.0)) > 0.2
+    assert energy(band_pass(noise, mask, 2.0, 0.75)) < 0.05 * energy(high_pass(noise, mask, 2.0))
+    assert energy(band_pass(detail, mask, 2.0, 0.75)) > 0.6 * energy(high_pass(detail, mask, 2.0))

@@ -12,8 +12,8 @@ from hffne_lib.conventions import normalize
 from hffne_lib.evaluate import DETAIL_FREE
 from hffne_lib.filters import low_pass
 from hffne_lib.losses import PerceptualLoss, RefinementObjective
-from hffne_lib.probe import (EXEMPLAR, Variant, final_table, main, mean_errors, optimise_normals, probe_batch,
-                             probe_objectives)
+from hffne_lib.probe import (ALBEDO_FLOOR, EXEMPLAR, OVER_TRUE_ALBEDO, PHOTO, TRUE_SHADING, Variant, final_table,
+                             main, mean_errors, optimise_normals, probe_batch, probe_objectives, variant_images)
 from hffne_lib.train import train_coarse
 from hffne_lib.vgg import VGG19Features
 from test_train import RandomFaces, tiny
@@ -82,21 +82,34 @@ def test_bad_probe_settings_say_what_is_wrong():
 
 
 class ShadedFaces(RandomFaces):
-    """RandomFaces with a "shading" (the grey image itself, as if albedo were constant)."""
+    """RandomFaces with a "shading" and a constant "gray_albedo" of 2 whose product is the grey image."""
 
     def __init__(self):
         super().__init__(n=4, res=64)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         item = super().__getitem__(i)
-        return {**item, "shading": item["gray"] * 0.5}
+        return {**item, "shading": item["gray"] * 0.5, "gray_albedo": torch.full_like(item["gray"], 2.0)}
+
+
+def test_each_variant_image_is_what_its_name_says():
+    batch = probe_batch(ShadedFaces(), 2)
+    assert variant_images(batch, PHOTO) == (batch["rgb"], batch["gray"])
+    for oracle in (TRUE_SHADING, OVER_TRUE_ALBEDO):
+        rgb, gray = variant_images(batch, oracle)
+        assert torch.allclose(gray, batch["shading"]) and torch.equal(rgb, gray.expand(-1, 3, -1, -1))
+    batch["gray_albedo"][:, :, :4] = 0.0          # black hair: divided by the floor, not by zero
+    _, gray = variant_images(batch, OVER_TRUE_ALBEDO)
+    assert torch.allclose(gray[:, :, :4], batch["gray"][:, :, :4] / ALBEDO_FLOOR)
+    with pytest.raises(ValueError, match="variant image must be"):
+        Variant("typo", image="true albedo")
 
 
 def test_probe_objectives_rows_start_from_one_exemplar_and_end_in_a_table(tmp_path):
     cfg = tiny(coarse_iters=2, checkpoint_every=2, coarse_milestones=())
     data = ShadedFaces()
     coarse_net, _ = load_coarse(train_coarse(cfg, tmp_path, dataset=data, progress=False), cfg.resolution)
-    variants = [Variant("faithful"), Variant("oracle", {"shading_weight": 1.0}, albedo_free=True)]
+    variants = [Variant("faithful"), Variant("oracle", {"shading_weight": 1.0}, image=TRUE_SHADING)]
     curves = probe_objectives(cfg, coarse_net, data, variants, images=2, steps=4, eval_every=2, progress=False)
     assert list(curves["variant"]) == [DETAIL_FREE] + ["faithful"] * 3 + ["oracle"] * 3
     assert list(curves["step"]) == [0, 0, 2, 4, 0, 2, 4]

@@ -22,7 +22,8 @@ class FaceNormalDataset(Dataset):
 
     gray 1 x H x W and rgb 3 x H x W in [0, 1]; normal 3 x H x W unit in the mask, zero outside
     (photometric-stereo normals for lab); normal_exact 3 x H x W (the renderer's); mask and
-    detail_mask 1 x H x W in {0, 1}; albedo 3 x H x W; shading 1 x H x W; light (LIGHT_FIELDS);
+    detail_mask 1 x H x W in {0, 1}; albedo 3 x H x W; gray_albedo 1 x H x W (the albedo as the grey
+    image sees it: tinted by the light's colour, then grey); shading 1 x H x W; light (LIGHT_FIELDS);
     pose 3 (yaw, pitch, roll deg); identity (int).
 
     A lab capture has four images, so a lab split has four items per capture (one per light,
@@ -77,6 +78,8 @@ class FaceNormalDataset(Dataset):
             item["normal"] = item["normal_exact"]
             item["shading"] = tensor("shading")
             item["light"] = tensor("light")
+        colour = item["light"][[LIGHT_FIELDS.index(name) for name in ("red", "green", "blue")]]
+        item["gray_albedo"] = rgb_to_gray((item["albedo"] * colour[:, None, None])[None])[0]
         return item
 
 
