@@ -96,8 +96,8 @@ def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemp
 
     ``robust_scale`` s > 0 (grey units) scores each residual r by Geman-McClure, s r^2 / (r^2 + s^2),
     in place of |r| (same units, slope at most 0.65): residuals far above s (albedo edges)
-    saturate at s and stop pulling. ``presmooth`` > 0 (px) blurs both shadings first
-    (``filters.band_pass``): pixel noise and 8-bit steps, which the high-pass passes whole, drop out.
+    saturate at s and stop pulling. ``presmooth`` > 0 (px) blurs the image and the shading
+    first (``filters.band_pass``): pixel noise and 8-bit steps, which the high-pass passes whole, drop out.
     normals, exemplar: B x 3 x H x W unit; gray, mask: B x 1 x H x W. Returns a scalar.
     """
     with torch.no_grad():

@@ -16,6 +16,9 @@ from .benchmark import SPLITS, manifest_path, split_role
 from .shards import open_shard, sha256_file
 from .synthetic import LIGHT_FIELDS
 
+#: Where the light's colour (red, green, blue) sits in an item's "light" vector.
+LIGHT_COLOUR = [LIGHT_FIELDS.index(name) for name in ("red", "green", "blue")]
+
 
 class FaceNormalDataset(Dataset):
     """Items of one split (lab_train, lab_test, wild_train, wild_test or scans), each a dict:
@@ -78,7 +81,7 @@ class FaceNormalDataset(Dataset):
             item["normal"] = item["normal_exact"]
             item["shading"] = tensor("shading")
             item["light"] = tensor("light")
-        colour = item["light"][[LIGHT_FIELDS.index(name) for name in ("red", "green", "blue")]]
+        colour = item["light"][LIGHT_COLOUR]
         item["gray_albedo"] = rgb_to_gray((item["albedo"] * colour[:, None, None])[None])[0]
         return item
 
