@@ -35,7 +35,7 @@ from .train import (EXIT_TIME_BUDGET, TimeBudgetReached, add_override_argument, 
 
 
 #: Table 1's row of the best options beyond the paper measured on CPU (README, "A refiner that starts
-#: at its exemplar").
+#: at its exemplar" and "Albedo and noise in the shading term").
 BEYOND_PAPER_ROW = "Ours-paired + residual + HF shading + integrability"
 
 
@@ -65,10 +65,11 @@ def experiments(cfg: ExperimentConfig) -> dict[str, Experiment]:
                                      "code concatenated in every up block"),
         "AdaIN": Experiment("refiner_adain", {"refiner__architecture": "adain"}, "AdaIN instead of modulation"),
         BEYOND_PAPER_ROW: Experiment(
-            "refiner_residual_hf_integrable",
-            {"refiner__residual": True, "shading_weight": 1.0, "shading_robust_scale": 0.01, "integrability_weight": 0.1},
+            "refiner_residual_hf3_presmooth_integrable",
+            {"refiner__residual": True, "shading_weight": 3.0, "shading_robust_scale": 0.01,
+             "shading_presmooth": 0.75, "integrability_weight": 0.1},
             "BEYOND THE PAPER: A3 predicting a correction to its exemplar, with the robust high-frequency "
-            "shading term and the curl penalty"),
+            "shading term (weight 3, presmoothed 0.75 px) and the curl penalty"),
     }
 
 

@@ -23,14 +23,14 @@ def test_dry_run_keeps_the_budget_and_returns_every_step(tmp_path, shared_dir):
     log = (out / "log.txt").read_text()
     assert result.returncode == 0, log[-2000:]
     assert "coarse: cut short by the time budget" in log and "refiner: finished" in log
-    assert "beyond the paper: refiner_residual_hf_integrable (refiner__residual=True " in log
-    assert "refiner_residual_hf_integrable: finished" in log
+    assert "beyond the paper: refiner_residual_hf3_presmooth_integrable (refiner__residual=True " in log
+    assert "refiner_residual_hf3_presmooth_integrable: finished" in log
     seconds = int(log.rsplit("=== [", 1)[1].split(" s of")[0])
     assert seconds <= 200
     with tarfile.open(out / "results.tar.gz") as archive:
         names = set(archive.getnames())
     assert {"./evaluation/evaluation.md", "./evaluation/summary.csv", "./real_faces/overall.csv",
             "./real_faces/comparison.png", "./run/coarse/log.csv", "./run/refiner/log.csv",
-            "./predictions/182716/face0_sheet.png", "./run/refiner_residual_hf_integrable/log.csv",
-            "./evaluation_refiner_residual_hf_integrable/evaluation.md"} <= names
+            "./predictions/182716/face0_sheet.png", "./run/refiner_residual_hf3_presmooth_integrable/log.csv",
+            "./evaluation_refiner_residual_hf3_presmooth_integrable/evaluation.md"} <= names
     assert "13 done" in log and not any(n.endswith(".npy") for n in names)
