@@ -107,7 +107,7 @@ class ExperimentConfig:
     shading_robust_scale: float = 0.0
     # > 0 (px): the grey image and the refined normals' shading are both blurred by this Gaussian
     # first, so the term compares the band between it and shading_sigma: pixel noise, which passes
-    # a plain high-pass whole, drops out (README, "Albedo and noise in the shading term").
+    # a plain high-pass whole, drops out (docs/beyond_the_paper.md, "Albedo and noise in the shading term").
     shading_presmooth: float = 0.0
     # BEYOND THE PAPER (off by default): > 0 makes the smooth-L1 to the exemplar compare only the
     # low frequencies (Gaussian sigma in px) inside the face mask: the exemplar's own fine band is
@@ -117,7 +117,7 @@ class ExperimentConfig:
     # field (losses.integrability_loss). A surface's normals have none; the exemplar's have about
     # 4 times the truth's (cpu preset), and a shading term alone constrains only the component of
     # each normal along the light, which integrability ties to its neighbours. 0.1 was stable on the
-    # cpu preset; 0.3 from the first iteration collapsed to near-constant grazing normals (README,
+    # cpu preset; 0.3 from the first iteration collapsed to near-constant grazing normals (docs/beyond_the_paper.md,
     # "Integrable normals"), unless warmed up or with a residual refiner (refiner__residual).
     integrability_weight: float = 0.0
     # the integrability weight ramps linearly from 0 over this fraction of refine_iters. A fresh

@@ -34,8 +34,8 @@ from .train import (EXIT_TIME_BUDGET, TimeBudgetReached, add_override_argument, 
                     build_benchmark_first, deadline_after, parse_overrides, train_coarse, train_refiner)
 
 
-#: Table 1's row of the best options beyond the paper measured on CPU (README, "A refiner that starts
-#: at its exemplar" and "Albedo and noise in the shading term").
+#: Table 1's row of the best options beyond the paper measured on CPU (docs/beyond_the_paper.md,
+#: "A refiner that starts at its exemplar" and "Albedo and noise in the shading term").
 BEYOND_PAPER_ROW = "Ours-paired + residual + HF shading + integrability"
 
 

@@ -125,7 +125,7 @@ def integrability_loss(normals: torch.Tensor, mask: torch.Tensor) -> torch.Tenso
     """BEYOND THE PAPER. Mean |curl| (``curl``) over the 2 x 2 pixel cells wholly inside the mask:
     how far the normals are from those of any surface. normals B x 3 x H x W, mask B x 1 x H x W
     -> scalar (slope units per pixel). The curl scales with the slopes, so the term also rewards
-    flattening the face a little (README, "Integrable normals")."""
+    flattening the face a little (docs/beyond_the_paper.md, "Integrable normals")."""
     inside = mask.bool()
     cells = inside[:, :, 1:, 1:] & inside[:, :, :-1, :-1] & inside[:, :, 1:, :-1] & inside[:, :, :-1, 1:]
     return masked_mean(curl(normals).abs(), cells)
