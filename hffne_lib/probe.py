@@ -13,7 +13,10 @@ puts the right detail in the right place (hffne_lib.evaluate).
 
 The oracle variants feed a term something no real photo has, to tell what in the photo misleads
 it: the split's true shading (no albedo, highlights or noise), or the photo divided by the split's
-true grey albedo (highlights and noise kept). Their rows say so.
+true grey albedo (highlights and noise kept). Their rows say so. ``--start detail-free`` is an
+oracle too: N starts at (and the reconstruction term anchors to) the detail-free truth, a perfect
+exemplar without detail, to tell whether the objective adds the right detail once the low
+frequencies are right.
 """
 from __future__ import annotations
 
@@ -38,6 +41,9 @@ from .metrics import summarize_errors
 from .train import add_override_argument, exemplar_checkpoint, open_split, parse_overrides, refinement_objective
 
 EXEMPLAR = "coarse exemplar"
+#: Where N starts (``--start``), by name -> the label of its row: the coarse exemplar, or (an oracle)
+#: the detail-free truth, which then also stands in for the exemplar in every term.
+STARTS = {"exemplar": EXEMPLAR, "detail-free": "detail-free truth as the exemplar (oracle)"}
 
 
 #: What the image terms see: the photo, or an oracle (for diagnosis only) made from the split's truth.
@@ -150,21 +156,30 @@ def variant_images(batch: dict[str, torch.Tensor], image: str) -> tuple[torch.Te
     return gray.expand(-1, 3, -1, -1), gray
 
 
-def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module, dataset: Dataset,
+def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module | None, dataset: Dataset,
                      variants: Sequence[Variant] = tuple(VARIANTS.values()), images: int = 8, steps: int = 300,
-                     lr: float = 0.01, eval_every: int = 50, progress: bool = True) -> pd.DataFrame:
+                     lr: float = 0.01, eval_every: int = 50, progress: bool = True,
+                     start: str = "exemplar") -> pd.DataFrame:
     """Probe each variant (default: all of VARIANTS) on the first ``images`` faces of ``dataset``,
-    from the exemplars of ``coarse_net`` (``checkpoint.load_coarse``); CPU.
+    from the exemplars of ``coarse_net`` (``checkpoint.load_coarse``), or with ``start`` =
+    "detail-free" from the detail-free truth (an oracle; ``coarse_net`` unused); CPU.
 
     Returns rows ("variant", "step", "loss", *REGIONS, "vgg19": the perceptual term's weight
     source); step 0 is the exemplar itself, and one row ("detail-free truth", step 0) is the
     reference of the fine band (hffne_lib.evaluate).
     """
+    if start not in STARTS:
+        raise ValueError(f"start must be one of {sorted(STARTS)}, got {start!r}")
+    if start == "exemplar" and coarse_net is None:
+        raise ValueError("start 'exemplar' needs a coarse network")
     batch = probe_batch(dataset, images)
     mask, detail_mask, truth = batch["mask"], batch["detail_mask"], batch["normal"]
-    torch.manual_seed(cfg.seed)  # the coarse U-Net keeps its dropout at test time
-    with torch.no_grad():
-        exemplar = coarse_net(batch["gray"]).float()
+    if start == "detail-free":
+        exemplar = normalize(detail_free(truth, mask.bool()))
+    else:
+        torch.manual_seed(cfg.seed)  # the coarse U-Net keeps its dropout at test time
+        with torch.no_grad():
+            exemplar = coarse_net(batch["gray"]).float()
     parts = [pd.DataFrame([{"variant": DETAIL_FREE, "step": 0, "loss": float("nan"),
                             **mean_errors(detail_free(truth, mask.bool()), truth, mask, detail_mask)}])]
     for variant in variants:
@@ -177,10 +192,11 @@ def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module, dataset: Data
     return pd.concat(parts, ignore_index=True)[["variant", "step", "loss", *REGIONS, "vgg19"]]
 
 
-def final_table(curves: pd.DataFrame) -> pd.DataFrame:
-    """The exemplar, each variant's last step, then the reference: rows by name, columns REGIONS."""
+def final_table(curves: pd.DataFrame, start_label: str = EXEMPLAR) -> pd.DataFrame:
+    """The start (a row named ``start_label``), each variant's last step, then the reference: rows
+    by name, columns REGIONS."""
     variants = curves[curves["variant"] != DETAIL_FREE]
-    rows = {EXEMPLAR: variants[variants["step"] == 0].iloc[0]}
+    rows = {start_label: variants[variants["step"] == 0].iloc[0]}
     for name, curve in variants.groupby("variant", sort=False):
         rows[name] = curve.sort_values("step").iloc[-1]
     rows[DETAIL_FREE] = curves[curves["variant"] == DETAIL_FREE].iloc[0]
@@ -191,7 +207,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.probe",
                                      description="Probe what each refinement objective rewards (no network).")
     parser.add_argument("--preset", default="cpu")
-    parser.add_argument("--run-dir", required=True, help="a training run with a coarse stage")
+    parser.add_argument("--run-dir", help="a training run with a coarse stage (not needed with --start detail-free)")
+    parser.add_argument("--start", choices=list(STARTS), default="exemplar",
+                        help="where the normals start: the coarse exemplar (default), or the detail-free truth (oracle)")
     parser.add_argument("--split", default="wild_test")
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--steps", type=int, default=300)
@@ -209,25 +227,30 @@ def main(argv: list[str] | None = None) -> None:
         if not args.overwrite and any((out / name).exists() for name in ("curves.csv", "final.md")):
             raise ValueError(f"{out} holds an earlier probe; pass --overwrite or choose another --out")
         cfg = get_config(args.preset, **parse_overrides(args.set))
-        checkpoint = exemplar_checkpoint(cfg, args.run_dir)
-        if not checkpoint.is_file():
-            raise ValueError(f"{checkpoint}: no such checkpoint; train the coarse stage first "
-                             f"(python -m hffne_lib.train coarse --run-dir {args.run_dir} ...)")
-        coarse_net, payload = load_coarse(checkpoint, cfg.resolution, torch.device("cpu"))
+        coarse_net, source = None, "the detail-free truth (oracle)"
+        if args.start == "exemplar":
+            if args.run_dir is None:
+                raise ValueError("--run-dir is needed to start from the coarse exemplar (or pass --start detail-free)")
+            checkpoint = exemplar_checkpoint(cfg, args.run_dir)
+            if not checkpoint.is_file():
+                raise ValueError(f"{checkpoint}: no such checkpoint; train the coarse stage first "
+                                 f"(python -m hffne_lib.train coarse --run-dir {args.run_dir} ...)")
+            coarse_net, payload = load_coarse(checkpoint, cfg.resolution, torch.device("cpu"))
+            source = (f"exemplars from {checkpoint} (iteration {payload['iteration']}, "
+                      f"trained at revision {payload.get('git_revision', 'unknown')})")
         curves = probe_objectives(cfg, coarse_net, open_split(cfg, args.split),
                                   [VARIANTS[name] for name in args.variants], images=args.images,
                                   steps=args.steps, lr=args.lr, eval_every=args.eval_every,
-                                  progress=not args.no_progress)
+                                  progress=not args.no_progress, start=args.start)
     except (ValueError, KeyError) as err:
         raise SystemExit(f"hffne_lib.probe: {err.args[0] if err.args else err}") from None
     out.mkdir(parents=True, exist_ok=True)
     curves.to_csv(out / "curves.csv", index=False)
-    table = final_table(curves).round(2).to_markdown()
+    table = final_table(curves, STARTS[args.start]).round(2).to_markdown()
     vgg = "; ".join(curves["vgg19"].dropna().unique())
     header = (f"Objective probe (beyond the paper): {args.split}, first {args.images} images, {args.steps} Adam "
               f"steps at lr {args.lr} on the normals themselves; preset {args.preset}; mean degrees; "
-              f"VGG19: {vgg}; exemplars from {checkpoint} (iteration {payload['iteration']}, "
-              f"trained at revision {payload.get('git_revision', 'unknown')}); probe revision {CODE_REVISION}.\n\n")
+              f"VGG19: {vgg}; starting from {source}; probe revision {CODE_REVISION}.\n\n")
     (out / "final.md").write_text(header + table + "\n")
     print(header + table)
 

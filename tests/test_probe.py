@@ -12,7 +12,7 @@ from hffne_lib.conventions import normalize
 from hffne_lib.evaluate import DETAIL_FREE
 from hffne_lib.filters import low_pass
 from hffne_lib.losses import PerceptualLoss, RefinementObjective
-from hffne_lib.probe import (ALBEDO_FLOOR, EXEMPLAR, OVER_TRUE_ALBEDO, PHOTO, TRUE_SHADING, Variant, final_table,
+from hffne_lib.probe import (ALBEDO_FLOOR, EXEMPLAR, OVER_TRUE_ALBEDO, PHOTO, STARTS, TRUE_SHADING, Variant, final_table,
                              main, mean_errors, optimise_normals, probe_batch, probe_objectives, variant_images)
 from hffne_lib.train import train_coarse
 from hffne_lib.vgg import VGG19Features
@@ -121,6 +121,22 @@ def test_probe_objectives_rows_start_from_one_exemplar_and_end_in_a_table(tmp_pa
     assert list(table.columns) == ["face", "detail", "fine"]
 
 
+def test_probe_from_the_detail_free_truth_needs_no_network_and_starts_at_the_reference():
+    data = ShadedFaces()
+    curves = probe_objectives(tiny(), None, data, [Variant("faithful")], images=2, steps=2, eval_every=2,
+                              progress=False, start="detail-free")
+    start = curves[(curves["variant"] == "faithful") & (curves["step"] == 0)].iloc[0]
+    reference = curves[curves["variant"] == DETAIL_FREE].iloc[0]
+    for region in ("face", "detail", "fine"):
+        assert start[region] == pytest.approx(reference[region], abs=1e-3)
+    assert reference["face"] > 0.1          # the detail is really missing from the start
+    assert list(final_table(curves, STARTS["detail-free"]).index)[0] == STARTS["detail-free"]
+    with pytest.raises(ValueError, match="start must be one of"):
+        probe_objectives(tiny(), None, data, [Variant("faithful")], images=2, start="truth")
+    with pytest.raises(ValueError, match="start 'exemplar' needs a coarse network"):
+        probe_objectives(tiny(), None, data, [Variant("faithful")], images=2)
+
+
 def test_command_line_refuses_bad_input_in_one_line_and_keeps_earlier_results(tmp_path):
     earlier = tmp_path / "probe"
     earlier.mkdir()
@@ -132,4 +148,6 @@ def test_command_line_refuses_bad_input_in_one_line_and_keeps_earlier_results(tm
         main(["--preset", "ci", "--run-dir", str(tmp_path / "none"), "--out", str(tmp_path / "new")])
     with pytest.raises(SystemExit, match=r"^hffne_lib.probe: unknown config field 'colour'$"):
         main(["--run-dir", str(tmp_path), "--out", str(tmp_path / "new"), "--set", "colour=1"])
+    with pytest.raises(SystemExit, match=r"^hffne_lib.probe: --run-dir is needed to start from the coarse exemplar"):
+        main(["--out", str(tmp_path / "new")])
     assert not (tmp_path / "new").exists()
