@@ -174,14 +174,15 @@ def probe_objectives(cfg: ExperimentConfig, coarse_net: nn.Module | None, datase
         raise ValueError("start 'exemplar' needs a coarse network")
     batch = probe_batch(dataset, images)
     mask, detail_mask, truth = batch["mask"], batch["detail_mask"], batch["normal"]
+    reference = detail_free(truth, mask.bool())
     if start == "detail-free":
-        exemplar = normalize(detail_free(truth, mask.bool()))
+        exemplar = normalize(reference)
     else:
         torch.manual_seed(cfg.seed)  # the coarse U-Net keeps its dropout at test time
         with torch.no_grad():
             exemplar = coarse_net(batch["gray"]).float()
     parts = [pd.DataFrame([{"variant": DETAIL_FREE, "step": 0, "loss": float("nan"),
-                            **mean_errors(detail_free(truth, mask.bool()), truth, mask, detail_mask)}])]
+                            **mean_errors(reference, truth, mask, detail_mask)}])]
     for variant in variants:
         objective = refinement_objective(dataclasses.replace(cfg, **variant.overrides))
         rgb, gray = variant_images(batch, variant.image)
