@@ -13,7 +13,9 @@
 
 ``RefinerConfig.residual`` (BEYOND THE PAPER, off by default) makes the decoder's output a correction
 to the exemplar, N = normalize(R + D_N(...)), with the last convolution zero-initialised so that
-N = R before any training.
+N = R before any training. ``RefinerConfig.residual_highpass`` (BEYOND THE PAPER, off by default)
+high-passes that correction first, N = normalize(R + D_N - G_sigma * D_N), so that the exemplar's low
+frequencies pass through and the refiner can change only the fine band.
 """
 from __future__ import annotations
 
@@ -25,6 +27,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .conventions import normalize
+from .filters import gaussian_blur
 from .vgg import VGG19Features
 
 ARCHITECTURES = ("A1", "A2", "A3", "adain", "concat")
@@ -42,6 +45,8 @@ class RefinerConfig:
     modulation: str = "batched"        # "grouped" (the authors' per-sample groups) or "batched"
     train_encoder_vgg: bool = False    # the paper freezes it; the release's script unfreezes it
     residual: bool = False             # BEYOND THE PAPER: N = normalize(R + D_N), N = R at start
+    residual_highpass: float = 0.0     # BEYOND THE PAPER: > 0 (px, with residual): the correction
+                                       # minus its Gaussian blur of this sigma, so R's low frequencies stay
 
     def __post_init__(self) -> None:
         if self.architecture not in ARCHITECTURES:
@@ -51,6 +56,9 @@ class RefinerConfig:
         if len(self.kernel_sizes) != 4:
             raise ValueError(f"kernel_sizes needs one size per up block (4), got {self.kernel_sizes}")
         self.kernel_sizes = tuple(self.kernel_sizes)
+        if self.residual_highpass < 0 or (self.residual_highpass and not self.residual):
+            raise ValueError(f"residual_highpass is a Gaussian sigma in px >= 0 that high-passes the residual "
+                             f"correction; it needs residual=True (got {self.residual_highpass}, residual={self.residual})")
 
     @property
     def widths(self) -> list[int]:
@@ -287,7 +295,11 @@ class Refiner(nn.Module):
         if gray.shape[-1] % 16 or gray.shape[-2] % 16:
             raise ValueError(f"refiner input {tuple(gray.shape[-2:])} must be divisible by 16")
         decoded = self.decode(gray, exemplar)
-        return normalize(exemplar + decoded if self.config.residual else decoded)
+        if not self.config.residual:
+            return normalize(decoded)
+        if self.config.residual_highpass:
+            decoded = decoded - gaussian_blur(decoded, self.config.residual_highpass)
+        return normalize(exemplar + decoded)
 
     def decode(self, gray: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
         """D_N's output for this architecture, before the residual sum and normalisation

@@ -61,6 +61,34 @@ def test_a_residual_refiner_starts_at_its_exemplar_and_learns_away_from_it(archi
     assert torch.allclose(out.norm(dim=1), torch.ones(2, 64, 64), atol=1e-5)
 
 
+def test_a_high_passed_residual_drops_a_uniform_correction_and_still_learns_detail():
+    """residual_highpass removes the correction's low frequencies: a correction that is the same at
+    every pixel (pure low frequency) leaves the exemplar exactly as it was; without it, it tilts it."""
+    torch.manual_seed(0)
+    gray, exemplar, target = torch.rand(2, 1, 64, 64), _unit((2, 3, 64, 64), 1), _unit((2, 3, 64, 64), 2)
+    outputs = {}
+    for highpass in (0.0, 2.0):
+        refiner = Refiner(RefinerConfig(base_width=8, code_dim=64, residual=True, residual_highpass=highpass))
+        with torch.no_grad():
+            refiner.decoder.head[2].bias.copy_(torch.tensor([0.5, -0.3, 0.2]))
+            outputs[highpass] = refiner(gray, exemplar)
+    assert torch.allclose(outputs[2.0], exemplar, atol=1e-5)
+    assert (outputs[0.0] - exemplar).abs().max() > 0.1
+    optimizer = torch.optim.Adam(refiner.parameters(), 1e-2)
+    for _ in range(2):
+        optimizer.zero_grad()
+        (refiner(gray, exemplar) - target).abs().mean().backward()
+        optimizer.step()
+    assert (refiner(gray, exemplar) - exemplar).abs().max() > 1e-3
+
+
+def test_a_high_passed_residual_needs_a_residual_refiner():
+    with pytest.raises(ValueError, match="residual_highpass .* needs residual=True"):
+        RefinerConfig(residual_highpass=2.0)
+    with pytest.raises(ValueError, match="residual_highpass is a Gaussian sigma in px >= 0"):
+        RefinerConfig(residual=True, residual_highpass=-1.0)
+
+
 @pytest.mark.parametrize("size, depth, width", [(64, 6, 16), (256, 8, 64)])
 def test_coarse_generator_and_discriminator_shapes(size, depth, width):
     config = CoarseConfig(base_width=width, depth=depth, disc_width=width)
