@@ -66,14 +66,14 @@ def test_a_high_passed_residual_drops_a_uniform_correction_and_still_learns_deta
     every pixel (pure low frequency) leaves the exemplar exactly as it was; without it, it tilts it."""
     torch.manual_seed(0)
     gray, exemplar, target = torch.rand(2, 1, 64, 64), _unit((2, 3, 64, 64), 1), _unit((2, 3, 64, 64), 2)
-    outputs = {}
-    for highpass in (0.0, 2.0):
-        refiner = Refiner(RefinerConfig(base_width=8, code_dim=64, residual=True, residual_highpass=highpass))
-        with torch.no_grad():
-            refiner.decoder.head[2].bias.copy_(torch.tensor([0.5, -0.3, 0.2]))
-            outputs[highpass] = refiner(gray, exemplar)
-    assert torch.allclose(outputs[2.0], exemplar, atol=1e-5)
-    assert (outputs[0.0] - exemplar).abs().max() > 0.1
+    refiners = {highpass: Refiner(RefinerConfig(base_width=8, code_dim=64, residual=True, residual_highpass=highpass))
+                for highpass in (0.0, 2.0)}
+    with torch.no_grad():
+        for tilted in refiners.values():
+            tilted.decoder.head[2].bias.copy_(torch.tensor([0.5, -0.3, 0.2]))
+        assert torch.allclose(refiners[2.0](gray, exemplar), exemplar, atol=1e-5)
+        assert (refiners[0.0](gray, exemplar) - exemplar).abs().max() > 0.1
+    refiner = refiners[2.0]
     optimizer = torch.optim.Adam(refiner.parameters(), 1e-2)
     for _ in range(2):
         optimizer.zero_grad()
