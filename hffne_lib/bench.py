@@ -31,6 +31,7 @@ from .coarse import CoarseConfig, UNetGenerator
 from .losses import PerceptualLoss, reconstruction_loss
 from .metrics import angular_error
 from .refiner import Refiner, RefinerConfig
+from .train import to_channels_last
 from .vgg import VGG19Features
 
 
@@ -122,7 +123,7 @@ def _reset_peak(device: torch.device) -> None:
 def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPath:
     path = path.to(device)
     if optimised and device.type == "cuda":
-        path = path.to(memory_format=torch.channels_last)
+        path = to_channels_last(path)
     return path
 
 

@@ -76,20 +76,22 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
     (and of the DETAIL_FREE reference).
 
     Items need "gray" (1 x H x W), ``target`` (3 x H x W), "mask" and "detail_mask" (1 x H x W).
-    Batched and gradient-free; images whose region is empty are left out of that region's rows.
+    Batched and gradient-free; the errors are computed on the estimator's device (the fine band's
+    float64 blurs cost more than the networks on a CPU), then kept on the CPU. Images whose
+    region is empty are left out of that region's rows.
     """
     errors: dict[tuple[str, str], list[torch.Tensor]] = {(s, r): [] for s in (*STAGES, DETAIL_FREE) for r in REGIONS}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    device = estimator.device
     for batch in tqdm(loader, desc=f"evaluate {name}".strip(), disable=not progress):
         gray = batch["gray"]
-        truth = batch[target]
-        face = batch["mask"].bool()
-        coarse = estimator.coarse(gray).cpu()
-        outputs = {"coarse": coarse, "refined": estimator.refine(gray, coarse).cpu(),
-                   DETAIL_FREE: detail_free(truth, face)}
+        truth, face, detail_mask = (batch[key].to(device) for key in (target, "mask", "detail_mask"))
+        face = face.bool()
+        coarse = estimator.coarse(gray)
+        outputs = {"coarse": coarse, "refined": estimator.refine(gray, coarse), DETAIL_FREE: detail_free(truth, face)}
         for stage, pred in outputs.items():
-            for region, per_image in region_errors(pred, truth, face, batch["detail_mask"]).items():
-                errors[stage, region] += per_image
+            for region, per_image in region_errors(pred, truth, face, detail_mask).items():
+                errors[stage, region] += [e.cpu() for e in per_image]
 
     rows, tables = [], []
     for (stage, region), per_image in errors.items():

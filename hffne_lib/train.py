@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import itertools
 import math
 import os
 import sys
@@ -120,6 +121,16 @@ def unwrap(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def to_channels_last(module: nn.Module) -> nn.Module:
+    """``module`` with every 4-D parameter and buffer (the convolution weights) in channels_last
+    layout, in place; other tensors stay as they are. ``Module.to(memory_format=channels_last)``
+    raises on 5-D tensors, such as the refiner's modulated weights (1 x out x in x k x k)."""
+    for tensor in itertools.chain(module.parameters(), module.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return module
+
+
 def wrap(model: nn.Module, cfg: ExperimentConfig, rt: Runtime, unused_parameters: bool = False) -> nn.Module:
     """channels_last / DDP / torch.compile as the config and runtime ask.
 
@@ -127,7 +138,7 @@ def wrap(model: nn.Module, cfg: ExperimentConfig, rt: Runtime, unused_parameters
     """
     model = model.to(rt.device)
     if cfg.channels_last and rt.device.type == "cuda":
-        model = model.to(memory_format=torch.channels_last)
+        model = to_channels_last(model)
     if rt.world > 1 and any(p.requires_grad for p in model.parameters()):
         model = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda" else None,
                                         find_unused_parameters=unused_parameters)
@@ -502,7 +513,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     coarse_path = Path(coarse_checkpoint) if coarse_checkpoint else exemplar_checkpoint(cfg, run_dir)
     coarse_net, coarse_payload = load_coarse(coarse_path, cfg.resolution, rt.device)
     if cfg.channels_last and rt.device.type == "cuda":
-        coarse_net = coarse_net.to(memory_format=torch.channels_last)
+        coarse_net = to_channels_last(coarse_net)
 
     torch.manual_seed(cfg.seed)
     refiner = Refiner(cfg.refiner)

@@ -19,7 +19,8 @@
 # Settings (environment): PRESET (gpu), DEVICE (cuda), REAL_FACES (a folder with images/ and
 # official_hffne_normals/; unset: step 5 is skipped), SKIP_BENCH=1, TRAIN_SET (extra --set words),
 # RUN_DIR (results/runs/PRESET, where the notebooks look), DATA_ROOT (data/synthetic_<data preset>),
-# PYTHON (python3). The revision is taken from git, else from HFFNE_GIT_REVISION.
+# PYTHON (python3). The revision is taken from git, else from HFFNE_GIT_REVISION. On the lent H200
+# the data build was slow (results/gpu_sessions/2026-11-29): there, DATA_ROOT=/dev/shm/hffne/synthetic_gpu.
 # A dry run on a CPU: PRESET=ci DEVICE=cpu SKIP_BENCH=1 scripts/gpu_check.sh /tmp/check 300
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -37,6 +38,7 @@ run_dir=${RUN_DIR:-results/runs/$preset}
 stage=$(mktemp -d)
 
 remaining() { echo $((budget - (SECONDS - start))); }
+limit() { local left; left=$(remaining); echo $((left > 1 ? left : 1)); }  # for timeout, where 0 means none
 step() { echo; echo "=== [$((SECONDS - start)) s of $budget] $*"; }
 pack() {  # everything staged so far -> OUT/results.tar.gz, atomically
   tar czf "$out/results.tar.gz.tmp" -C "$stage" . && mv "$out/results.tar.gz.tmp" "$out/results.tar.gz"
@@ -49,6 +51,7 @@ stage_run_logs() {
 
 step "environment"
 nvidia-smi -L 2>/dev/null || echo "nvidia-smi: not available"
+echo "$(nproc) CPU cores; free: $(df -Ph . /dev/shm 2>/dev/null | awk 'NR > 1 {printf "%s %s  ", $6, $4}')"
 "$py" - <<'EOF'
 import cv2, torch
 from hffne_lib.checkpoint import CODE_REVISION
@@ -61,16 +64,18 @@ except DetectorUnavailableError as err:
 print(f"revision {CODE_REVISION} | torch {torch.__version__} | CUDA {torch.cuda.is_available()} "
       f"({torch.cuda.get_device_name(0) if torch.cuda.is_available() else '-'}) | OpenCV {cv2.__version__}: {detector}")
 EOF
-data_preset=$("$py" -c "from hffne_lib.config import get_config; print(get_config('$preset').data_preset)") || exit 2
+# the preset's data, and one evaluation half-way through its refinement (the evaluate step adds the end)
+settings=$("$py" -c "from hffne_lib.config import get_config; c = get_config('$preset'); print(c.data_preset, c.refine_iters // 2)") || exit 2
+read -r data_preset eval_every <<< "$settings"
 data_root=${DATA_ROOT:-data/synthetic_$data_preset}
 
 step "data: $data_root"
-timeout "$(remaining)" "$py" -m hffne_lib.data --preset "$data_preset" --root "$data_root" --no-progress || exit 1
+timeout "$(limit)" "$py" -m hffne_lib.data --preset "$data_preset" --root "$data_root" --no-progress || exit 1
 echo "data ready after $((SECONDS - start)) s"
 
 if [ "${SKIP_BENCH:-0}" != 1 ]; then
   step "speed benchmark"
-  bench_seconds=$(( $(remaining) / 2 < 180 ? $(remaining) / 2 : 180 ))
+  bench_seconds=$(( $(remaining) / 2 < 150 ? $(remaining) / 2 : 150 ))
   timeout "$bench_seconds" "$py" -m hffne_lib.bench --device "$device" --data-root "$data_root" \
     --out "$out" || echo "bench: stopped (exit $?); $out holds the sections it finished"
 fi
@@ -82,9 +87,9 @@ train() {  # train coarse|refiner SECONDS [STAGE_NAME [EXTRA --set WORDS]]
   local minutes name=${3:-$1}
   minutes=$(awk "BEGIN {print $2 / 60}")
   # shellcheck disable=SC2086  # TRAIN_SET and $4 are lists of words
-  timeout "$(( $(remaining) ))" "$py" -m hffne_lib.train "$1" ${3:+--stage-name "$3"} --preset "$preset" \
+  timeout "$(limit)" "$py" -m hffne_lib.train "$1" ${3:+--stage-name "$3"} --preset "$preset" \
     --run-dir "$run_dir" --no-progress --max-minutes "$minutes" \
-    --set data_root="$data_root" device="$device" eval_every=2000 ${TRAIN_SET:-} ${4:-}
+    --set data_root="$data_root" device="$device" eval_every="$eval_every" ${TRAIN_SET:-} ${4:-}
   local code=$?
   case $code in
     0) echo "$name: finished" ;;
@@ -94,11 +99,11 @@ train() {  # train coarse|refiner SECONDS [STAGE_NAME [EXTRA --set WORDS]]
   return $code
 }
 evaluate() {  # evaluate RUN_DIR|STAGE_DIR NAME: errors into the staged NAME/
-  timeout "$(remaining)" "$py" -m hffne_lib.evaluate "$1" --data-root "$data_root" --device "$device" \
+  timeout "$(limit)" "$py" -m hffne_lib.evaluate "$1" --data-root "$data_root" --device "$device" \
     --out "$stage/$2" --no-progress && pack
 }
 step "train coarse ($preset)"
-train coarse $(( ($(remaining) - reserve) * 45 / 100 ))
+train coarse $(( ($(remaining) - reserve) / 2 ))
 coarse_code=$?
 step "train refiner ($preset)"
 if [ "$coarse_code" = 0 ] || [ "$coarse_code" = 75 ]; then
@@ -110,17 +115,19 @@ pack
 step "evaluate"
 [ -f "$run_dir/refiner/latest.pt" ] && evaluate "$run_dir" evaluation
 
-if [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ]; then
+if [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ] && [ "$(remaining)" -ge 15 ]; then
   step "real faces: predict and compare ($REAL_FACES)"
   aligned=
   "$py" -c "from hffne_lib.data.faces import face_cascade; face_cascade()" 2>/dev/null || aligned=--aligned
-  timeout "$(remaining)" "$py" -m hffne_lib.cli predict "$REAL_FACES/images" --out "$stage/predictions" \
+  timeout "$(limit)" "$py" -m hffne_lib.cli predict "$REAL_FACES/images" --out "$stage/predictions" \
     --checkpoint "$run_dir" --device "$device" --no-progress --overwrite $aligned
-  timeout "$(remaining)" "$py" -m hffne_lib.cli compare "$stage/predictions" "$REAL_FACES/official_hffne_normals" \
+  timeout "$(limit)" "$py" -m hffne_lib.cli compare "$stage/predictions" "$REAL_FACES/official_hffne_normals" \
     --images "$REAL_FACES/images" --out "$stage/real_faces"
   # keep the comparison and one sheet per photo, not every output file
-  find "$stage/predictions" -type f ! -name face0_sheet.png -delete
+  [ -d "$stage/predictions" ] && find "$stage/predictions" -type f ! -name face0_sheet.png -delete
   pack
+elif [ -n "${REAL_FACES:-}" ]; then
+  step "real faces: skipped (no refiner checkpoint, or $(remaining) s left)"
 fi
 extra_min=${EXTRA_MIN_SECONDS:-120}
 if [ -f "$run_dir/refiner/latest.pt" ] && [ "$(remaining)" -ge "$extra_min" ]; then

@@ -195,12 +195,16 @@ def test_aligned_crops_skip_detection_and_keep_the_frame(estimator, face_photo):
     assert result.mask[:, 150].any() and not result.mask[:, :20].any()      # the box starts at x = 25
 
 
-def test_missing_face_detector_is_one_line_and_aligned_still_works(estimator, face_photo, tiny_run, tmp_path,
+@pytest.mark.parametrize("missing", ["cascade file", "cascade API"])
+def test_missing_face_detector_is_one_line_and_aligned_still_works(missing, estimator, face_photo, tiny_run, tmp_path,
                                                                    monkeypatch, capsys):
     from hffne_lib.cli import EXIT_OK, EXIT_USAGE, main
     from hffne_lib.data import DetectorUnavailableError
 
-    monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path))     # as with an OpenCV 5.x wheel
+    if missing == "cascade file":                                    # as with an OpenCV 5.x wheel
+        monkeypatch.setattr(cv2.data, "haarcascades", str(tmp_path))
+    else:                                                            # as with the H200 image's OpenCV
+        monkeypatch.delattr(cv2, "CascadeClassifier")
     with pytest.raises(DetectorUnavailableError, match=r"has no haarcascade_frontalface_default.xml: install "):
         predict_image(estimator, face_photo.astype(np.float32) / 255.0)
     photo = save(face_photo, tmp_path / "in" / "face.png")

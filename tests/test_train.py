@@ -14,7 +14,7 @@ from hffne_lib.checkpoint import load_checkpoint
 from hffne_lib.config import get_config
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, SeededBatchSampler, TimeBudgetReached, linear_ramp,
-                             main, parse_command_line, read_log, train_coarse, train_refiner)
+                             main, parse_command_line, read_log, to_channels_last, train_coarse, train_refiner)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -259,3 +259,25 @@ def test_repeated_set_options_all_apply():
                                     "--set", "eval_every=250", "refiner__architecture=A1"])
     assert (cfg.data_root, cfg.eval_every, cfg.refiner.architecture) == ("elsewhere", 250, "A1")
     assert args.stage == "both" and cfg.name == "cpu"
+
+
+def test_channels_last_converts_the_conv_weights_and_keeps_the_refiners_5d_weights_and_outputs():
+    """Module.to(memory_format=channels_last) raises on the refiner's 5-D modulated weights
+    (torch 2.11, seen on the H200); the gpu preset's channels_last goes through to_channels_last."""
+    from hffne_lib.refiner import Refiner, RefinerConfig
+
+    torch.manual_seed(0)
+    refiner = Refiner(RefinerConfig(base_width=8, code_dim=16)).eval()
+    with pytest.raises(RuntimeError, match="rank 4"):
+        Refiner(RefinerConfig(base_width=8, code_dim=16)).to(memory_format=torch.channels_last)
+    gray, exemplar = torch.rand(2, 1, 64, 64), torch.nn.functional.normalize(torch.randn(2, 3, 64, 64), dim=1)
+    with torch.no_grad():
+        before = refiner(gray, exemplar)
+        to_channels_last(refiner)
+        after = refiner(gray.contiguous(memory_format=torch.channels_last),
+                        exemplar.contiguous(memory_format=torch.channels_last))
+    tensors = [*refiner.parameters(), *refiner.buffers()]
+    assert any(t.dim() == 5 for t in tensors) and sum(t.dim() == 4 for t in tensors) > 10
+    assert all(t.is_contiguous(memory_format=torch.channels_last) for t in tensors if t.dim() == 4)
+    assert all(t.is_contiguous() for t in tensors if t.dim() != 4)
+    torch.testing.assert_close(after, before, rtol=1e-4, atol=1e-5)

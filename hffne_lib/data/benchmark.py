@@ -64,7 +64,7 @@ BENCHMARK_PRESETS: dict[str, BenchmarkConfig] = {
     "ci": BenchmarkConfig(),
     "cpu": BenchmarkConfig(size=128, lab_identities=60, lab_captures=5, wild_identities=150, wild_samples=3,
                            scan_identities=53),
-    "gpu": BenchmarkConfig(size=256, lab_identities=300, lab_captures=8, wild_identities=1000, wild_samples=4,
+    "gpu": BenchmarkConfig(size=256, lab_identities=200, lab_captures=8, wild_identities=600, wild_samples=4,
                            scan_identities=53, shard_size=32),
     # Photoface: 453 subjects, ~3.2k captures (~12.7k image pairs, ~2.5k in a 20% test split);
     # Florence: 53 scans; wild: an FFHQ-like training set.
@@ -110,9 +110,9 @@ def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci
     Idempotent: a finished benchmark with the same settings is returned untouched; other
     settings raise a one-line ValueError and change nothing. Resumable: a killed build goes on
     from its finished shards. ``sfm_path`` (else $HFFNE_SFM_PATH) names the Surrey Face Model;
-    ``workers`` > 1 renders shards in parallel processes, None one per CPU core (same output;
-    they are spawned, not forked, as forking after torch has run can hang, so a calling script
-    needs the usual ``if __name__ == "__main__":`` guard).
+    ``workers`` > 1 renders shards in parallel processes of one torch thread each, None one per
+    CPU core (same output; they are spawned, not forked, as forking after torch has run can hang,
+    so a calling script needs the usual ``if __name__ == "__main__":`` guard).
     """
     config = resolve_config(config)
     path = resolve_sfm_path(sfm_path)
@@ -134,7 +134,8 @@ def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci
     with tqdm(total=sum(len(c) for _, _, c in jobs), initial=sum(len(c) for f, _, c in jobs if f.exists()),
               desc=f"benchmark {root.name}", unit="sample", disable=not progress) as bar:
         if workers > 1:
-            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                     initializer=torch.set_num_threads, initargs=(1,)) as pool:
                 for count in pool.map(_build_shard, todo):
                     bar.update(count)
         else:

@@ -75,7 +75,8 @@ def detect_faces(image: np.ndarray, min_size: int = 32, pad: float = 0.2) -> lis
 def face_cascade() -> cv2.CascadeClassifier:
     """OpenCV's bundled frontal-face cascade; DetectorUnavailableError (one line) when missing."""
     folder = getattr(getattr(cv2, "data", None), "haarcascades", "")
-    cascade = _load_cascade(os.path.join(folder, CASCADE)) if folder else None
+    # OpenCV 5 builds may lack the cascade API altogether (seen on a CUDA image's OpenCV)
+    cascade = _load_cascade(os.path.join(folder, CASCADE)) if folder and hasattr(cv2, "CascadeClassifier") else None
     if cascade is None or cascade.empty():
         raise DetectorUnavailableError(
             f"OpenCV {cv2.__version__} has no {CASCADE}: install opencv-python-headless<5 (its wheels carry the "
