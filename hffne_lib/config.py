@@ -11,9 +11,9 @@ underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
   cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (251 s measured on
          2 idle cores), refinement 1,500 (547 s with eval_every=500), 14 min for both stages.
   gpu    256 px data preset "gpu", the paper's architectures; both stages in about 4 min on one
-         H100 or H200 (bf16 autocast, channels_last, cudnn.benchmark), so that one 10-minute
-         command also holds the data build, the speed benchmark and the evaluation
-         (scripts/gpu_check.sh). How the counts were chosen is in ``GPU_BUDGET_NOTE``.
+         H200 (bf16 autocast, channels_last, cudnn.benchmark; per-iteration times measured), so
+         that one 10-minute command also holds the data build, the speed benchmark and the
+         evaluation (scripts/gpu_check.sh). How the counts were chosen is in ``GPU_BUDGET_NOTE``.
   paper  the paper's schedule: coarse 200k iterations, refinement 150k, batch 8, lr 1e-4.
 
 Fields marked BEYOND THE PAPER are options this project adds; their defaults switch them off,
@@ -36,18 +36,21 @@ REFINE_SPLITS = ("wild_train", "lab_train")
 EVAL_SPLITS = ("lab_test", "wild_test", "scans")
 
 GPU_BUDGET_NOTE = (
-    "gpu preset sizing (estimated, not timed: no GPU was lent to this work). "
-    "torch.utils.flop_counter on meta tensors, 256 px, batch 8, forward + backward: "
-    "0.74 TFLOP per coarse iteration (U-Net + PatchGAN, both updates) and 3.6 TFLOP per A3 "
-    "refinement iteration (VGG19 to relu5_2 on the exemplar, the refiner, relu1_2 twice; "
-    "A1 3.2, A2 3.6, adain 3.6, concat 4.5). Assuming ~120 TFLOP/s sustained in bf16 on one "
-    "H100 (~12% of its dense peak: batch 8, many thin convs): refinement ~30 ms/iteration, so "
-    "4k iterations in ~2 min; the coarse stage is launch-bound (~15 ms/iteration rather than "
-    "its 6 ms of FLOPs), so 8k iterations in ~2 min. Both stages thus fit, with the data build "
-    "(~1 min on 16 cores), the speed benchmark (~3 min) and the evaluation, in one 10-minute "
-    "device command (scripts/gpu_check.sh), which is what a development session is lent. "
-    "Variants reuse the coarse run at ~2 min each: A1, A2, adain, concat, unpaired, the two "
-    "earlier exemplar milestones and the shading + integrability option come to ~17 min more."
+    "gpu preset sizing, measured on one H200 (torch 2.11, 2026-11-29, scripts/gpu_check.sh at e4b48ec, "
+    "bf16 autocast, channels_last off; results/gpu_sessions/2026-11-29): coarse 31 ms/iteration (U-Net + "
+    "PatchGAN, both updates, batch 8, 256 px) after 21 s of start-up; A3 refinement 42 ms/iteration after "
+    "39 s. So 3,000 coarse and 2,500 refinement iterations take about 4.3 min together, which leaves room "
+    "in one 10-minute device command "
+    "for the data build, the speed benchmark (150 s) and the evaluation. The FLOP counts had promised "
+    "more (torch.utils.flop_counter: 0.74 TFLOP per coarse and 3.6 per refinement iteration, so 15 and "
+    "30 ms at 120 TFLOP/s): the refinement runs at 85 TFLOP/s, the coarse stage at 24 (not profiled; "
+    "its many small kernels suggest launch-bound). Seen on that machine: the data build of the "
+    "earlier, larger gpu data preset (6,453 samples, 6.8 GB) took 383 s on its 16 cores, against 258 s on "
+    "the 2 cores of a CPU development machine (cause not established: the disk is a suspect, so "
+    "scripts/gpu_check.sh is run there with DATA_ROOT under /dev/shm; the build's workers now run one "
+    "torch thread each, and the data preset is 37% smaller); the evaluation, whose metrics then ran on "
+    "the CPU, did not finish its three splits in 112 s (they now run on the estimator's device). The "
+    "eight other refiners of Table 3 reuse the coarse run at about 2.4 min each (19 min)."
 )
 
 
@@ -209,7 +212,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         log_every=10, checkpoint_every=250),
     "gpu": ExperimentConfig(
         name="gpu", data_preset="gpu", resolution=256, device="cuda", amp=True, channels_last=True,
-        coarse_iters=8_000, coarse_milestones=(40, 2_000, 4_000), refine_iters=4_000,
+        coarse_iters=3_000, coarse_milestones=(15, 750, 1_500), refine_iters=2_500,
         num_workers=4, log_every=50, checkpoint_every=2_000),
     "paper": ExperimentConfig(name="paper", device="cuda"),
 }
