@@ -11,7 +11,10 @@
 Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
 batch 1 and 32): iterations or images per second, batch-1 latency, peak GPU memory, ratio (b)/(a);
 the input pipeline's rate beside the step rate; agreement of (b) with (a) (mean angular
-difference in fp32, and in bf16). Results go to <out>/<device name>.json.
+difference in fp32, and in bf16). Sections, in order: agreement, training and inference (both
+paths uncompiled), input, then training_compiled and inference_compiled ((b) under torch.compile:
+compiling takes the longest, so a run cut short keeps the rest). Results go to
+<out>/<device name>.json, rewritten as each section ends.
 """
 from __future__ import annotations
 
@@ -127,26 +130,41 @@ def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPat
     return path
 
 
-def bench_training(authors: BenchPath, fast: BenchPath, device: torch.device, batch: int, size: int,
-                   warmup: int, iters: int, compile_fast: bool) -> dict:
-    """Refinement training iterations per second of both paths."""
+def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
+                   optimised: bool, compiled: bool) -> dict:
+    """Refinement training iterations per second of one path (``compiled``: its refiner under
+    torch.compile), with its peak GPU memory. The refiner trains in train mode (the exemplar's
+    U-Net stays in eval mode, as in hffne_lib.train)."""
+    path.refiner.train()
     gray = torch.rand(batch, 1, size, size, device=device)
     rgb = gray.expand(-1, 3, -1, -1).contiguous()
-    results = {}
-    for name, path in (("authors", authors), ("optimised", fast)):
-        optimised = name == "optimised"
-        params = [p for p in path.refiner.parameters() if p.requires_grad]
-        optimizer = torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
-        g = gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+    if optimised and device.type == "cuda":
+        gray = gray.contiguous(memory_format=torch.channels_last)
+    params = [p for p in path.refiner.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
 
-        def step(compiled: bool, path=path, optimizer=optimizer, g=g, optimised=optimised):
-            refiner = torch.compile(path.refiner) if compiled else path.refiner
-            return lambda: training_step(path, optimizer, g, rgb, optimised, refiner)
-        _reset_peak(device)
-        seconds, notes = _timed_compiled(step, device, warmup, iters, optimised and compile_fast)
-        results[name] = {"iterations_per_s": 1.0 / seconds, "peak_memory_mib": _peak_memory(device), **notes}
+    def step(compile_now: bool):
+        refiner = torch.compile(path.refiner) if compile_now else path.refiner
+        return lambda: training_step(path, optimizer, gray, rgb, optimised, refiner)
+    _reset_peak(device)
+    seconds, notes = _timed_compiled(step, device, warmup, iters, compiled)
+    return {"iterations_per_s": 1.0 / seconds, "peak_memory_mib": _peak_memory(device), **notes}
+
+
+def bench_training(authors: BenchPath, fast: BenchPath, device: torch.device, batch: int, size: int,
+                   warmup: int, iters: int) -> dict:
+    """Refinement training iterations per second of both paths, uncompiled, and their ratio."""
+    results = {name: _training_rate(path, device, batch, size, warmup, iters, name == "optimised", False)
+               for name, path in (("authors", authors), ("optimised", fast))}
     results["speedup"] = results["optimised"]["iterations_per_s"] / results["authors"]["iterations_per_s"]
     return results
+
+
+def bench_training_compiled(fast: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
+                            authors_rate: float) -> dict:
+    """The optimised training step under torch.compile, and its ratio to ``authors_rate`` (it/s)."""
+    timed = _training_rate(fast, device, batch, size, warmup, iters, True, True)
+    return {"optimised": timed, "speedup": timed["iterations_per_s"] / authors_rate}
 
 
 def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -157,27 +175,45 @@ def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) ->
 
 
 @torch.no_grad()
+def _inference_rate(path: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
+                    optimised: bool, compile_mode: str | None) -> dict:
+    """Images per second, batch latency and peak GPU memory of one path's full inference
+    (``compile_mode``: under torch.compile in that mode; None: uncompiled)."""
+    path.eval()
+    gray = torch.rand(batch, 1, size, size, device=device)
+    if optimised and device.type == "cuda":
+        gray = gray.contiguous(memory_format=torch.channels_last)
+
+    def call(compile_now: bool):
+        fn = _inference_fn(path, optimised, compile_mode if compile_now else None)
+        return lambda: fn(gray)
+    _reset_peak(device)
+    seconds, notes = _timed_compiled(call, device, warmup, iters, compile_mode is not None)
+    return {"images_per_s": batch / seconds, "latency_ms": 1000 * seconds, "peak_memory_mib": _peak_memory(device),
+            **notes}
+
+
 def bench_inference(authors: BenchPath, fast: BenchPath, device: torch.device, batches: tuple[int, ...], size: int,
-                    warmup: int, iters: int, compile_mode: str | None) -> dict:
-    """Images per second and batch latency of full inference for each batch size."""
-    authors.eval(), fast.eval()
+                    warmup: int, iters: int) -> dict:
+    """Full inference of both paths, uncompiled, for each batch size, and their ratio."""
     results = {}
     for batch in batches:
-        gray = torch.rand(batch, 1, size, size, device=device)
-        row = {}
-        for name, path in (("authors", authors), ("optimised", fast)):
-            optimised = name == "optimised"
-            g = gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
-
-            def call(compiled: bool, path=path, optimised=optimised, g=g):
-                fn = _inference_fn(path, optimised, compile_mode if compiled else None)
-                return lambda: fn(g)
-            _reset_peak(device)
-            seconds, notes = _timed_compiled(call, device, warmup, iters, optimised and compile_mode is not None)
-            row[name] = {"images_per_s": batch / seconds, "latency_ms": 1000 * seconds,
-                         "peak_memory_mib": _peak_memory(device), **notes}
+        row = {name: _inference_rate(path, device, batch, size, warmup, iters, name == "optimised", None)
+               for name, path in (("authors", authors), ("optimised", fast))}
         row["speedup"] = row["optimised"]["images_per_s"] / row["authors"]["images_per_s"]
         results[f"batch_{batch}"] = row
+    return results
+
+
+def bench_inference_compiled(fast: BenchPath, device: torch.device, batches: tuple[int, ...], size: int, warmup: int,
+                             iters: int, compile_mode: str, authors_rates: dict[str, float]) -> dict:
+    """The optimised inference under torch.compile(mode=compile_mode) for each batch size, and its
+    ratio to ``authors_rates`` ("batch_<n>" -> images/s)."""
+    results = {}
+    for batch in batches:
+        timed = _inference_rate(fast, device, batch, size, warmup, iters, True, compile_mode)
+        results[f"batch_{batch}"] = {"optimised": timed,
+                                     "speedup": timed["images_per_s"] / authors_rates[f"batch_{batch}"]}
     return results
 
 
@@ -243,13 +279,20 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
               "settings": {"train_batch": train_batch, "warmup": warmup, "iters": iters,
                            "compile": compile_fast, "compile_mode": compile_mode,
                            "vgg_weights": "random (speed does not depend on the weights)"}}
+    # compiling takes the longest: those sections come last, so a run cut short keeps the others
     sections = {
         "agreement": lambda: agreement(authors, fast, dev, size),
-        "training": lambda: bench_training(authors, fast, dev, train_batch, size, warmup, iters, compile_fast),
-        "inference": lambda: bench_inference(authors, fast, dev, batches, size, warmup, iters,
-                                             compile_mode if compile_fast else None),
+        "training": lambda: bench_training(authors, fast, dev, train_batch, size, warmup, iters),
+        "inference": lambda: bench_inference(authors, fast, dev, batches, size, warmup, iters),
         "input": lambda: bench_input(size, train_batch, data_root, iters, workers),
     }
+    if compile_fast:  # the training step's refiner; inference too where compile_mode is given
+        sections["training_compiled"] = lambda: bench_training_compiled(
+            fast, dev, train_batch, size, warmup, iters, result["training"]["authors"]["iterations_per_s"])
+    if compile_fast and compile_mode is not None:
+        sections["inference_compiled"] = lambda: bench_inference_compiled(
+            fast, dev, batches, size, warmup, iters, compile_mode,
+            {key: row["authors"]["images_per_s"] for key, row in result["inference"].items()})
     for name, measure in sections.items():
         result[name] = measure()
         if on_section is not None:

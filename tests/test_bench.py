@@ -25,7 +25,16 @@ def test_benchmark_runs_and_paths_agree(tmp_path):
     assert result["training"]["authors"]["iterations_per_s"] > 0 and result["training"]["speedup"] > 0
     assert set(result["inference"]) == {"batch_1", "batch_2"}
     assert result["inference"]["batch_1"]["optimised"]["latency_ms"] > 0
+    assert "training_compiled" not in result and "inference_compiled" not in result
     json.dumps(result)  # serialisable as written by main()
+
+
+def test_training_is_timed_in_train_mode_after_the_agreement_put_both_paths_in_eval_mode(monkeypatch):
+    modes = []
+    step = bench.training_step
+    monkeypatch.setattr(bench, "training_step", lambda path, *a, **k: modes.append(path.refiner.training) or step(path, *a, **k))
+    bench.run("cpu", size=64, train_batch=2, batches=(1,), warmup=1, iters=1, compile_fast=False, **TINY)
+    assert modes == [True] * 4        # authors and optimised, one warm-up and one timed step each
 
 
 def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
@@ -42,11 +51,14 @@ def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
     sections = []
     result = bench.run("cpu", size=64, train_batch=2, batches=(1,), warmup=1, iters=1, compile_fast=True,
                        on_section=lambda partial: sections.append(list(partial)), **TINY)
-    for timed in (result["training"]["optimised"], result["inference"]["batch_1"]["optimised"]):
+    for timed in (result["training_compiled"]["optimised"], result["inference_compiled"]["batch_1"]["optimised"]):
         assert timed["compiled"] is False and timed["compile_error"] == "RuntimeError: inductor exploded"
-    assert result["training"]["optimised"]["iterations_per_s"] > 0
-    assert "compile_error" not in result["training"]["authors"]
-    assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input"]
+        assert timed.get("iterations_per_s", timed.get("images_per_s")) > 0
+    assert result["training_compiled"]["speedup"] > 0 and result["inference_compiled"]["batch_1"]["speedup"] > 0
+    assert not any("compile_error" in result[section][key] for section in ("training", "inference")
+                   for key in ("authors", "optimised", "batch_1") if key in result[section])
+    assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input", "training_compiled",
+                                         "inference_compiled"]
 
 
 def test_input_rate_is_measured_on_a_built_benchmark(tmp_path):
