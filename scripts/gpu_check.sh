@@ -12,7 +12,8 @@
 #      of the same command with SKIP_BENCH=1 finds steps 1-5 done and gives it the whole budget.
 # Each step's outputs are packed into OUT/results.tar.gz as soon as it ends, so a run stopped by an
 # outer time limit still returns what it finished; OUT/log.txt has everything printed, OUT/<gpu>.json
-# the benchmark.
+# the benchmark. They are staged in RUN_DIR/gpu_check: a second call returns them again, and skips
+# an evaluation or a real-photo comparison made after its refiner's last checkpoint.
 #
 # Usage, from the repository root, on a machine whose torch sees the GPU:
 #   scripts/gpu_check.sh OUT [BUDGET_SECONDS]        # budget default 540
@@ -35,7 +36,9 @@ exec > >(tee -a "$out/log.txt") 2>&1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 start=$SECONDS
 run_dir=${RUN_DIR:-results/runs/$preset}
-stage=$(mktemp -d)
+# the outputs to return, kept beside the runs: a second call returns them too and redoes none
+stage=$run_dir/gpu_check
+mkdir -p "$stage" || exit 2
 
 remaining() { echo $((budget - (SECONDS - start))); }
 limit() { local left; left=$(remaining); echo $((left > 1 ? left : 1)); }  # for timeout, where 0 means none
@@ -98,7 +101,11 @@ train() {  # train coarse|refiner SECONDS [STAGE_NAME [EXTRA --set WORDS]]
   esac
   return $code
 }
-evaluate() {  # evaluate RUN_DIR|STAGE_DIR NAME: errors into the staged NAME/
+up_to_date() {  # up_to_date OUTPUT CHECKPOINT: OUTPUT was made after CHECKPOINT was last saved
+  [ "$1" -nt "$2" ] && echo "$1: up to date"
+}
+evaluate() {  # evaluate STAGE_DIR NAME: errors into the staged NAME/
+  up_to_date "$stage/$2/evaluation.md" "$1/latest.pt" && return 0
   timeout "$(limit)" "$py" -m hffne_lib.evaluate "$1" --data-root "$data_root" --device "$device" \
     --out "$stage/$2" --no-progress && pack
 }
@@ -113,9 +120,11 @@ stage_run_logs
 pack
 
 step "evaluate"
-[ -f "$run_dir/refiner/latest.pt" ] && evaluate "$run_dir" evaluation
+[ -f "$run_dir/refiner/latest.pt" ] && evaluate "$run_dir/refiner" evaluation
 
-if [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ] && [ "$(remaining)" -ge 15 ]; then
+if [ -n "${REAL_FACES:-}" ] && up_to_date "$stage/real_faces/overall.csv" "$run_dir/refiner/latest.pt"; then
+  :
+elif [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ] && [ "$(remaining)" -ge 15 ]; then
   step "real faces: predict and compare ($REAL_FACES)"
   aligned=
   "$py" -c "from hffne_lib.data.faces import face_cascade; face_cascade()" 2>/dev/null || aligned=--aligned

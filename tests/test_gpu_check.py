@@ -34,3 +34,16 @@ def test_dry_run_keeps_the_budget_and_returns_every_step(tmp_path, shared_dir):
             "./predictions/182716/face0_sheet.png", "./run/refiner_residual_hf3_presmooth_integrable/log.csv",
             "./evaluation_refiner_residual_hf3_presmooth_integrable/evaluation.md"} <= names
     assert "13 done" in log and not any(n.endswith(".npy") for n in names)
+
+    # a second call (as made at once on the same machine) returns the first one's outputs and
+    # redoes neither the evaluation nor the real-photo step, which are newer than their refiner
+    env["EXTRA_MIN_SECONDS"] = "100000"
+    (out / "log.txt").unlink()
+    result = subprocess.run(["bash", "scripts/gpu_check.sh", str(out), "60"], cwd=REPO, env=env,
+                            capture_output=True, text=True, timeout=300)
+    log = (out / "log.txt").read_text()
+    assert result.returncode == 0, log[-2000:]
+    assert "evaluation/evaluation.md: up to date" in log and "real_faces/overall.csv: up to date" in log
+    assert "hffne_lib.evaluate: wrote" not in log and "13 done" not in log
+    with tarfile.open(out / "results.tar.gz") as archive:
+        assert names <= set(archive.getnames())
