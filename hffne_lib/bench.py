@@ -130,16 +130,20 @@ def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPat
     return path
 
 
+def _gray_batch(batch: int, size: int, device: torch.device, optimised: bool) -> torch.Tensor:
+    """Random grey images, B x 1 x size x size, channels_last for the optimised path on CUDA."""
+    gray = torch.rand(batch, 1, size, size, device=device)
+    return gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+
+
 def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
                    optimised: bool, compiled: bool) -> dict:
     """Refinement training iterations per second of one path (``compiled``: its refiner under
     torch.compile), with its peak GPU memory. The refiner trains in train mode (the exemplar's
     U-Net stays in eval mode, as in hffne_lib.train)."""
     path.refiner.train()
-    gray = torch.rand(batch, 1, size, size, device=device)
+    gray = _gray_batch(batch, size, device, optimised)
     rgb = gray.expand(-1, 3, -1, -1).contiguous()
-    if optimised and device.type == "cuda":
-        gray = gray.contiguous(memory_format=torch.channels_last)
     params = [p for p in path.refiner.parameters() if p.requires_grad]
     optimizer = torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
 
@@ -180,9 +184,7 @@ def _inference_rate(path: BenchPath, device: torch.device, batch: int, size: int
     """Images per second, batch latency and peak GPU memory of one path's full inference
     (``compile_mode``: under torch.compile in that mode; None: uncompiled)."""
     path.eval()
-    gray = torch.rand(batch, 1, size, size, device=device)
-    if optimised and device.type == "cuda":
-        gray = gray.contiguous(memory_format=torch.channels_last)
+    gray = _gray_batch(batch, size, device, optimised)
 
     def call(compile_now: bool):
         fn = _inference_fn(path, optimised, compile_mode if compile_now else None)
