@@ -11,10 +11,12 @@
 Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
 batch 1 and 32): iterations or images per second, batch-1 latency, peak GPU memory, ratio (b)/(a);
 the input pipeline's rate beside the step rate; agreement of (b) with (a) (mean angular
-difference in fp32, and in bf16). Sections, in order: agreement, training and inference (both
-paths uncompiled), input, then training_compiled and inference_compiled ((b) under torch.compile:
-compiling takes the longest, so a run cut short keeps the rest). Results go to
-<out>/<device name>.json, rewritten as each section ends.
+difference in fp32, and in bf16); where (b)'s time goes (``profile``: the device's busy share of
+a training step and of a batch-1 inference, its launches per call, the ops with the most self
+time). Sections, in order: agreement, training and inference (both paths uncompiled), input,
+profile, then training_compiled and inference_compiled ((b) under torch.compile: compiling takes
+the longest, so a run cut short keeps the rest). Results go to <out>/<device name>.json,
+rewritten as each section ends.
 """
 from __future__ import annotations
 
@@ -29,6 +31,8 @@ from typing import Callable
 
 import torch
 import torch.nn as nn
+from torch.autograd import DeviceType
+from torch.profiler import ProfilerActivity, profile
 
 from .coarse import CoarseConfig, UNetGenerator
 from .losses import PerceptualLoss, reconstruction_loss
@@ -136,16 +140,23 @@ def _gray_batch(batch: int, size: int, device: torch.device, optimised: bool) ->
     return gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
 
 
+def _training_inputs(path: BenchPath, device: torch.device, batch: int, size: int,
+                     optimised: bool) -> tuple[torch.Tensor, torch.Tensor, torch.optim.Optimizer]:
+    """Put the refiner in train mode; a grey batch (B x 1 x size x size), its RGB copy and an Adam
+    over the refiner's trained parameters (fused on CUDA for the optimised path)."""
+    path.refiner.train()
+    gray = _gray_batch(batch, size, device, optimised)
+    rgb = gray.expand(-1, 3, -1, -1).contiguous()
+    params = [p for p in path.refiner.parameters() if p.requires_grad]
+    return gray, rgb, torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
+
+
 def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
                    optimised: bool, compiled: bool) -> dict:
     """Refinement training iterations per second of one path (``compiled``: its refiner under
     torch.compile), with its peak GPU memory. The refiner trains in train mode (the exemplar's
     U-Net stays in eval mode, as in hffne_lib.train)."""
-    path.refiner.train()
-    gray = _gray_batch(batch, size, device, optimised)
-    rgb = gray.expand(-1, 3, -1, -1).contiguous()
-    params = [p for p in path.refiner.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
+    gray, rgb, optimizer = _training_inputs(path, device, batch, size, optimised)
 
     def step(compile_now: bool):
         refiner = torch.compile(path.refiner) if compile_now else path.refiner
@@ -219,6 +230,54 @@ def bench_inference_compiled(fast: BenchPath, device: torch.device, batches: tup
     return results
 
 
+def profile_calls(fn: Callable[[], object], device: torch.device, warmup: int = 3, calls: int = 5,
+                  top: int = 12) -> dict:
+    """Where the time of ``fn`` goes, per call: its wall time (ms, timed without the profiler);
+    on CUDA the device's busy time (kernels and copies, ms), its share of the wall time (well below
+    1: the host cannot launch fast enough, which CUDA graphs address) and the device activities
+    launched; the ``top`` ops by self time (device time on CUDA, host time elsewhere; ms and calls).
+    A profiler that fails, or sees no device activity on CUDA (no CUPTI), is recorded as such: it
+    is a diagnosis, it must not cost the benchmark its later sections."""
+    wall_ms = 1000 * _timed(fn, device, warmup, calls)
+    on_cuda = device.type == "cuda"
+    try:
+        with profile(activities=[ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if on_cuda else [])) as prof:
+            for _ in range(calls):
+                fn()
+            _sync(device)
+        activity = [event for event in prof.events() if event.device_type != DeviceType.CPU]
+        ops = [op for op in prof.key_averages() if op.device_type == DeviceType.CPU and not op.is_user_annotation]
+    except Exception as err:  # noqa: BLE001 - see the docstring
+        return {"wall_ms": wall_ms, "profile_error": f"{type(err).__name__}: {err}"[:300]}
+    device_time = on_cuda and bool(activity)
+
+    def self_us(op) -> float:
+        return op.self_device_time_total if device_time else op.self_cpu_time_total
+    ops.sort(key=self_us, reverse=True)
+    busy_ms = sum(event.self_device_time_total for event in activity) / 1000 / calls if device_time else None
+    return {"wall_ms": wall_ms, "device_busy_ms": busy_ms,
+            "device_busy_fraction": busy_ms / wall_ms if device_time else None,
+            "device_activities": len(activity) / calls if device_time else None,
+            "self_time_of": "device" if device_time else "host",
+            **({"note": "the profiler recorded no device activity (is CUPTI installed?)"}
+               if on_cuda and not device_time else {}),
+            "top_ops": [{"op": op.key, "ms": self_us(op) / 1000 / calls, "calls": op.count / calls}
+                        for op in ops[:top]]}
+
+
+def bench_profile(fast: BenchPath, device: torch.device, batch: int, size: int, warmup: int, calls: int) -> dict:
+    """``profile_calls`` of the optimised path, uncompiled: one training step (batch ``batch``)
+    and one batch-1 inference (the latency target)."""
+    gray, rgb, optimizer = _training_inputs(fast, device, batch, size, True)
+    training = profile_calls(lambda: training_step(fast, optimizer, gray, rgb, True), device, warmup, calls)
+    fast.eval()
+    single = _gray_batch(1, size, device, True)
+    infer = _inference_fn(fast, True, None)
+    with torch.no_grad():
+        inference = profile_calls(lambda: infer(single), device, warmup, calls)
+    return {"training_step": training, "inference_batch_1": inference}
+
+
 @torch.no_grad()
 def agreement(authors: BenchPath, fast: BenchPath, device: torch.device, size: int, batch: int = 4) -> dict:
     """Mean angular difference (degrees) of (b) against (a): fp32 and bf16 autocast."""
@@ -287,6 +346,7 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
         "training": lambda: bench_training(authors, fast, dev, train_batch, size, warmup, iters),
         "inference": lambda: bench_inference(authors, fast, dev, batches, size, warmup, iters),
         "input": lambda: bench_input(size, train_batch, data_root, iters, workers),
+        "profile": lambda: bench_profile(fast, dev, train_batch, size, min(warmup, 3), min(iters, 5)),
     }
     if compile_fast:  # the training step's refiner; inference too where compile_mode is given
         sections["training_compiled"] = lambda: bench_training_compiled(

@@ -26,6 +26,11 @@ def test_benchmark_runs_and_paths_agree(tmp_path):
     assert set(result["inference"]) == {"batch_1", "batch_2"}
     assert result["inference"]["batch_1"]["optimised"]["latency_ms"] > 0
     assert "training_compiled" not in result and "inference_compiled" not in result
+    ops = {name: [op["op"] for op in result["profile"][name]["top_ops"]]
+           for name in ("training_step", "inference_batch_1")}
+    assert any("backward" in op for op in ops["training_step"])       # the step's backward pass was seen
+    assert not any("backward" in op for op in ops["inference_batch_1"])
+    assert any(op.startswith("aten::") and "conv" in op for op in ops["inference_batch_1"])
     json.dumps(result)  # serialisable as written by main()
 
 
@@ -34,7 +39,7 @@ def test_training_is_timed_in_train_mode_after_the_agreement_put_both_paths_in_e
     step = bench.training_step
     monkeypatch.setattr(bench, "training_step", lambda path, *a, **k: modes.append(path.refiner.training) or step(path, *a, **k))
     bench.run("cpu", size=64, train_batch=2, batches=(1,), warmup=1, iters=1, compile_fast=False, **TINY)
-    assert modes == [True] * 4        # authors and optimised, one warm-up and one timed step each
+    assert len(modes) > 4 and all(modes)  # authors and optimised (one warm-up and one timed step each), the profile
 
 
 def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
@@ -57,8 +62,8 @@ def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
     assert result["training_compiled"]["speedup"] > 0 and result["inference_compiled"]["batch_1"]["speedup"] > 0
     assert not any("compile_error" in result[section][key] for section in ("training", "inference")
                    for key in ("authors", "optimised", "batch_1") if key in result[section])
-    assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input", "training_compiled",
-                                         "inference_compiled"]
+    assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input", "profile",
+                                         "training_compiled", "inference_compiled"]
 
 
 def test_input_rate_is_measured_on_a_built_benchmark(tmp_path):
@@ -69,3 +74,22 @@ def test_input_rate_is_measured_on_a_built_benchmark(tmp_path):
     rate = bench.bench_input(32, batch=2, data_root=str(tmp_path), iters=3, workers=0)
     assert rate["samples_per_s"] > 0 and rate["resolution"] == 32
     assert bench.bench_input(32, 2, None, 3, 0)["samples_per_s"] is None
+
+
+def test_the_profile_names_the_op_that_takes_the_time():
+    import torch
+
+    big, small = torch.rand(384, 384), torch.rand(8, 8)
+
+    def work():
+        for _ in range(4):
+            big @ big
+        small + 1
+
+    profiled = bench.profile_calls(work, torch.device("cpu"), warmup=1, calls=2)
+    top = profiled["top_ops"][0]
+    assert top["op"] == "aten::mm" and top["calls"] == 4
+    assert top["ms"] > 0 and profiled["wall_ms"] > 0
+    assert next(op for op in profiled["top_ops"] if op["op"] == "aten::add")["calls"] == 1
+    assert profiled["self_time_of"] == "host" and profiled["device_busy_fraction"] is None
+
