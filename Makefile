@@ -7,13 +7,14 @@ PY := $(VENV)/bin/python
 PRESET ?= smoke
 DEVICE ?= cpu
 OUT ?= results
+JOBS ?= 1
 
 .PHONY: setup reproduce test
 setup:
 	@VENV=$(VENV) scripts/setup_venv.sh
 
 reproduce: setup
-	$(PY) -m hffne_lib.reproduce --preset $(PRESET) --device $(DEVICE) --out $(OUT)
+	$(PY) -m hffne_lib.reproduce --preset $(PRESET) --device $(DEVICE) --out $(OUT) --jobs $(JOBS)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -9,22 +9,24 @@ gives the NormalEstimator of one row.
     train_experiments(cfg, "results/runs/smoke")
     estimator = load_experiment(cfg, "results/runs/smoke", "A1")
 
-From the shell, e.g. the runs of Table 3 split over two processes of one thread each, into the
-run directory the notebooks use (they then find them finished):
+From the shell, e.g. every run on two worker processes (on CPU, one thread each), into the run
+directory the notebooks use (they then find them finished):
 
-    python -m hffne_lib.experiments --preset cpu --runs "w/o modulation" A1 --set cpu_threads=1 &
-    python -m hffne_lib.experiments --preset cpu --runs AdaIN A2 --set cpu_threads=1
+    python -m hffne_lib.experiments --preset cpu --jobs 2
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import os
 import sys
 import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
+import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import LATEST, milestone_path
@@ -93,11 +95,15 @@ def prepare(preset: str, data_root: str | os.PathLike = "data", results_root: st
 
 def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: Iterable[str] | None = None,
                       progress: bool = True, stage_progress: bool = False,
-                      deadline: float | None = None) -> dict[str, Path]:
+                      deadline: float | None = None, jobs: int = 1,
+                      on_done: Callable[[str, Path, float], None] | None = None) -> dict[str, Path]:
     """Train the coarse stage and the named refinement runs (default: all), skipping finished ones.
 
     ``progress``: one bar over the runs; ``stage_progress``: a bar over each run's iterations too
-    (off by default: notebook runners choke on the flood). ``deadline``: as for ``train_coarse``."""
+    (off by default: notebook runners choke on the flood; never with ``jobs`` > 1). ``deadline``:
+    as for ``train_coarse``. ``jobs`` > 1 trains that many refinement runs at once, each in a
+    worker process (``train_runs_in_parallel``); every run is the same function of its config and
+    coarse checkpoint either way. ``on_done(name, checkpoint, seconds)`` hears of each finished run."""
     run_dir = Path(run_dir)
     known = experiments(cfg)
     names = list(names or known)
@@ -105,15 +111,58 @@ def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: 
     bar.set_postfix_str("coarse")
     train_coarse(cfg, run_dir, progress=stage_progress, deadline=deadline)
     bar.update()
+    if jobs > 1:
+        return train_runs_in_parallel(cfg, run_dir, names, jobs, deadline, bar, on_done)
     done = {}
     for name in names:
         bar.set_postfix_str(name)
-        experiment = known[name]
-        done[name] = train_refiner(experiment_config(cfg, name), run_dir, stage_name=experiment.stage,
-                                   progress=stage_progress, deadline=deadline)
+        done[name], seconds = train_run(cfg, run_dir, name, deadline, stage_progress)
         bar.update()
+        if on_done is not None:
+            on_done(name, done[name], seconds)
     bar.close()
     return done
+
+
+def train_run(cfg: ExperimentConfig, run_dir: Path, name: str, deadline: float | None = None,
+              progress: bool = False) -> tuple[Path, float]:
+    """Train (or finish) the refinement run of row ``name`` on the coarse stage in ``run_dir``;
+    returns its checkpoint and the seconds it took."""
+    start = time.perf_counter()
+    checkpoint = train_refiner(experiment_config(cfg, name), run_dir, stage_name=experiments(cfg)[name].stage,
+                               progress=progress, deadline=deadline)
+    return checkpoint, time.perf_counter() - start
+
+
+def train_runs_in_parallel(cfg: ExperimentConfig, run_dir: Path, names: list[str], jobs: int,
+                           deadline: float | None, bar: tqdm,
+                           on_done: Callable[[str, Path, float], None] | None = None) -> dict[str, Path]:
+    """The refinement runs ``names`` on ``jobs`` worker processes (spawned; each takes runs one
+    after another and shares its start-up, CUDA's included, between them). On CPU, with
+    ``cfg.cpu_threads`` 0, each worker gets an equal share of the cores. Every run goes on when
+    another fails; the first failure (a time budget last) is raised once all have stopped."""
+    from .data.benchmark import available_cores  # the data package is heavy; only training needs it
+
+    threads = cfg.cpu_threads or max(1, available_cores() // jobs)
+    done, failures = {}, []
+    with ProcessPoolExecutor(min(jobs, len(names)), mp_context=multiprocessing.get_context("spawn"),
+                             initializer=torch.set_num_threads, initargs=(threads,)) as pool:
+        futures = {pool.submit(train_run, cfg, run_dir, name, deadline): name for name in names}
+        for future in as_completed(futures):
+            name = futures[future]
+            try:
+                done[name], seconds = future.result()
+            except Exception as err:  # noqa: BLE001 - kept, raised when every run has stopped
+                failures.append(err)
+                bar.write(f"{name}: {err}")
+                continue
+            bar.update()
+            if on_done is not None:
+                on_done(name, done[name], seconds)
+    bar.close()
+    if failures:
+        raise min(failures, key=lambda err: isinstance(err, TimeBudgetReached))
+    return {name: done[name] for name in names}
 
 
 def experiment_checkpoints(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
@@ -135,7 +184,7 @@ def load_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m hffne_lib.experiments``: train named runs (default all) into the notebooks' run
-    directory, one after another; ``--list`` names them."""
+    directory, ``--jobs`` of them at once; ``--list`` names them."""
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.experiments", description=main.__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke", help="experiment preset (ci, smoke, cpu, gpu, paper)")
     parser.add_argument("--runs", nargs="*", metavar="NAME", help="row names (default: all); see --list")
@@ -144,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
     parser.add_argument("--list", action="store_true", help="print the run names and their labels, then stop")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="refinement runs trained at once, one worker process each (default 1)")
     add_override_argument(parser)
     add_time_budget_argument(parser)
     args = parser.parse_args(argv)
@@ -159,14 +210,14 @@ def main(argv: list[str] | None = None) -> int:
     unknown = [name for name in args.runs or [] if name not in known]
     if unknown:
         parser.exit(2, f"hffne_lib.experiments: unknown run {unknown[0]!r}; --list names them\n")
+    if args.jobs < 1:
+        parser.exit(2, f"hffne_lib.experiments: --jobs must be at least 1, got {args.jobs}\n")
     deadline = deadline_after(args.max_minutes)
     try:
         build_benchmark_first(cfg, progress=not args.no_progress)
-        for name in args.runs or list(known):
-            start = time.perf_counter()
-            path = train_experiments(cfg, run_dir, [name], progress=False, stage_progress=not args.no_progress,
-                                     deadline=deadline)[name]
-            print(f"{name}: {path} ({time.perf_counter() - start:.0f} s)", flush=True)
+        train_experiments(cfg, run_dir, args.runs or list(known), progress=not args.no_progress,
+                          stage_progress=not args.no_progress and args.jobs == 1, deadline=deadline, jobs=args.jobs,
+                          on_done=lambda name, path, seconds: print(f"{name}: {path} ({seconds:.0f} s)", flush=True))
     except TimeBudgetReached as err:
         print(f"hffne_lib.experiments: {err}", file=sys.stderr)
         return EXIT_TIME_BUDGET

@@ -19,13 +19,16 @@ def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: list[str] | None = None) -> list[Path]:
-    """Execute the notebooks with papermill; returns the executed copies' paths."""
+def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: list[str] | None = None,
+            jobs: int = 1) -> list[Path]:
+    """Execute the notebooks with papermill; returns the executed copies' paths. ``jobs`` > 1 is
+    handed to the notebooks as parameter ``jobs`` (03 trains that many refinement runs at once)."""
     import papermill
 
     out = out.resolve()
     executed_dir = out / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
+    parameters = {"preset": preset, "device": device, "results_root": str(out), **({"jobs": jobs} if jobs > 1 else {})}
     done = []
     for notebook in notebooks():
         if only and not any(notebook.name.startswith(prefix) for prefix in only):
@@ -34,7 +37,7 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
         start = time.perf_counter()
         print(f"[reproduce] {notebook.name} (preset={preset}, device={device})", flush=True)
         papermill.execute_notebook(str(notebook), str(target), kernel_name=kernel, cwd=str(notebook.parent),
-                                   parameters={"preset": preset, "device": device, "results_root": str(out)},
+                                   parameters=parameters,
                                    progress_bar=False)
         print(f"[reproduce] {notebook.name} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
         done.append(target)
@@ -50,8 +53,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose names start with these")
+    parser.add_argument("--jobs", type=int, default=1, help="refinement runs trained at once (notebook 03; default 1)")
     args = parser.parse_args(argv)
-    run_all(args.preset, args.device, args.out, args.kernel, args.only)
+    if args.jobs < 1:
+        parser.exit(2, f"hffne_lib.reproduce: --jobs must be at least 1, got {args.jobs}\n")
+    run_all(args.preset, args.device, args.out, args.kernel, args.only, args.jobs)
     return 0
 
 

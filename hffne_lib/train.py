@@ -70,7 +70,10 @@ class TimeBudgetReached(Exception):
     def __init__(self, stage_dir: Path, iteration: int, total: int):
         super().__init__(f"{stage_dir.name} stopped at iteration {iteration} of {total}: the time budget ran out; "
                          f"{stage_dir / LATEST} was saved, run the same command again to go on")
-        self.iteration, self.total = iteration, total
+        self.stage_dir, self.iteration, self.total = stage_dir, iteration, total
+
+    def __reduce__(self):  # pickled whole, so it crosses from a worker process (experiments' jobs)
+        return type(self), (self.stage_dir, self.iteration, self.total)
 
 
 # ----------------------------------------------------------------------------- runtime

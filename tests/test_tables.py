@@ -10,12 +10,13 @@ from hffne_lib.paper import REPORTED
 from hffne_lib.tables import COARSE_ROW, TABLE3_FINAL_ROW, build_tables, provenance, write_tables
 from hffne_lib.train import EXIT_TIME_BUDGET
 
-TINY = dict(coarse_iters=4, coarse_milestones=(1, 2, 3), refine_iters=2, checkpoint_every=2, log_every=1)
+# one thread: the jobs=2 run below has one per worker, and on CPU the thread count moves the last digits
+TINY = dict(coarse_iters=4, coarse_milestones=(1, 2, 3), refine_iters=2, checkpoint_every=2, log_every=1, cpu_threads=1)
 
 
-def _reproduce(data_root, results_root):
+def _reproduce(data_root, results_root, jobs=1):
     cfg, run_dir = prepare("ci", data_root, results_root, **TINY)
-    train_experiments(cfg, run_dir, progress=False)
+    train_experiments(cfg, run_dir, progress=False, jobs=jobs)
     tables = build_tables(cfg, run_dir, progress=False)
     folder = results_root / "tables"
     write_tables(tables, folder, provenance(cfg, run_dir, seconds=1.0))
@@ -25,7 +26,8 @@ def _reproduce(data_root, results_root):
 @pytest.fixture(scope="module")
 def two_runs(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
-    return _reproduce(data, tmp_path_factory.mktemp("first")), _reproduce(data, tmp_path_factory.mktemp("second"))
+    # the second trains its refinement runs on two worker processes: the same numbers
+    return _reproduce(data, tmp_path_factory.mktemp("first")), _reproduce(data, tmp_path_factory.mktemp("second"), jobs=2)
 
 
 def _without_wall_time(text: str) -> str:
@@ -88,9 +90,23 @@ def test_experiments_command_trains_the_named_runs_where_the_notebooks_look(tmp_
     assert sorted(p.name for p in (tmp_path / "results" / "runs" / "ci").iterdir()) == ["coarse", "refiner_A1"]
     assert main([*args, "--runs", "A1", "A2", "--max-minutes", "0"]) == EXIT_TIME_BUDGET   # A1 is done already
     assert "refiner_A2 stopped at iteration 1 of 2" in capsys.readouterr().err
+    assert main([*args, "--runs", "A2", "AdaIN", "--jobs", "2", "--max-minutes", "0"]) == EXIT_TIME_BUDGET
+    printed = capsys.readouterr()   # each worker's run stopped and saved; the budget is the exit code
+    assert "refiner_A2 stopped at iteration 2 of 2" not in printed.out and "stopped at iteration 1 of 2" in printed.err
+    assert (tmp_path / "results" / "runs" / "ci" / "refiner_adain" / "latest.pt").is_file()
+    with pytest.raises(SystemExit) as bad:
+        main([*args, "--jobs", "0"])
+    assert bad.value.code == 2 and "--jobs must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
         main([*args, "--runs", "A4"])
     assert bad.value.code == 2 and "unknown run 'A4'; --list names them" in capsys.readouterr().err
     with pytest.raises(SystemExit) as bad:
         main([*args, "--set", "coarse_relight=2"])
     assert bad.value.code == 2 and "coarse_relight is a fraction" in capsys.readouterr().err
+
+
+def test_reproduce_refuses_fewer_than_one_job(capsys):
+    from hffne_lib.reproduce import main
+    with pytest.raises(SystemExit) as bad:
+        main(["--jobs", "0"])
+    assert bad.value.code == 2 and "--jobs must be at least 1, got 0" in capsys.readouterr().err
