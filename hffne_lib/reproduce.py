@@ -20,15 +20,18 @@ def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 
 
 def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: list[str] | None = None,
-            jobs: int = 1) -> list[Path]:
+            jobs: int = 1, data_root: Path | None = None) -> list[Path]:
     """Execute the notebooks with papermill; returns the executed copies' paths. ``jobs`` > 1 is
-    handed to the notebooks as parameter ``jobs`` (03 trains that many refinement runs at once)."""
+    handed to the notebooks as parameter ``jobs`` (03 trains that many refinement runs at once);
+    ``data_root`` (default: the notebooks' own, the repository's data/) as ``data_root``, the
+    folder that holds synthetic_<data preset>."""
     import papermill
 
     out = out.resolve()
     executed_dir = out / "notebooks"
     executed_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"preset": preset, "device": device, "results_root": str(out), **({"jobs": jobs} if jobs > 1 else {})}
+    parameters = {"preset": preset, "device": device, "results_root": str(out), **({"jobs": jobs} if jobs > 1 else {}),
+                  **({"data_root": str(Path(data_root).resolve())} if data_root else {})}
     done = []
     for notebook in notebooks():
         if only and not any(notebook.name.startswith(prefix) for prefix in only):
@@ -54,10 +57,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose names start with these")
     parser.add_argument("--jobs", type=int, default=1, help="refinement runs trained at once (notebook 03; default 1)")
+    parser.add_argument("--data-root", type=Path, help="the folder holding synthetic_<data preset> (default: data/)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.exit(2, f"hffne_lib.reproduce: --jobs must be at least 1, got {args.jobs}\n")
-    run_all(args.preset, args.device, args.out, args.kernel, args.only, args.jobs)
+    run_all(args.preset, args.device, args.out, args.kernel, args.only, args.jobs, args.data_root)
     return 0
 
 

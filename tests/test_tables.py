@@ -1,6 +1,8 @@
 """Tables 1-3: same seed, same tables; provenance headers; the paper's rows labelled as such."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pandas as pd
 import pytest
 
@@ -110,3 +112,19 @@ def test_reproduce_refuses_fewer_than_one_job(capsys):
     with pytest.raises(SystemExit) as bad:
         main(["--jobs", "0"])
     assert bad.value.code == 2 and "--jobs must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
+    import sys
+    import types
+
+    from hffne_lib.reproduce import main, notebooks
+    calls = []
+    fake = types.SimpleNamespace(execute_notebook=lambda source, target, **kw: calls.append((source, kw["parameters"])))
+    monkeypatch.setitem(sys.modules, "papermill", fake)
+    assert main(["--preset", "gpu", "--device", "cuda", "--out", str(tmp_path), "--only", "03"]) == 0
+    assert calls == [(str(notebooks()[3]), {"preset": "gpu", "device": "cuda", "results_root": str(tmp_path)})]
+    main(["--out", str(tmp_path), "--jobs", "3", "--data-root", str(tmp_path / "shm"), "--only", "00", "03"])
+    assert [Path(source).name[:2] for source, _ in calls[1:]] == ["00", "03"]
+    assert calls[-1][1] == {"preset": "smoke", "device": "cpu", "results_root": str(tmp_path), "jobs": 3,
+                            "data_root": str(tmp_path / "shm")}
