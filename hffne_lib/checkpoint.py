@@ -11,7 +11,8 @@ A checkpoint is one ``torch.save``d plain dict (loadable with ``torch.load(weigh
     git_revision     ``git describe --always --dirty`` of the code as imported, or "unknown"
     manifest_hash    hffne_lib.data.manifest_hash of the training data, or "unknown"
     vgg_weight_source  where the VGG19 weights came from (random stand-in or a file)
-    models           name -> state dict (coarse: generator, discriminator; refiner: refiner)
+    models           name -> state dict (coarse: generator, discriminator; refiner: refiner, and
+                     WEIGHT_AVERAGE when the run kept a moving average of its weights)
     optimizers       name -> optimizer state dict
     rng              {"torch": CPU generator state, "cuda": [per-device states]}
     exemplar         (refiner only) path and iteration of the coarse checkpoint used
@@ -35,6 +36,9 @@ from .refiner import Refiner, RefinerConfig
 FORMAT_VERSION = 1
 KINDS = ("coarse", "refiner")
 LATEST = "latest.pt"
+#: The models entry of a refiner trained with ``refine_ema_halflife`` > 0: the state dict of a
+#: torch AveragedModel over the refiner (keys "module.<refiner key>" and "n_averaged").
+WEIGHT_AVERAGE = "refiner_average"
 
 
 def git_revision(repo: str | os.PathLike | None = None) -> str:
@@ -147,10 +151,15 @@ def load_coarse(path: str | os.PathLike, resolution: int | None = None,
 
 def load_refiner(path: str | os.PathLike, resolution: int | None = None,
                  map_location: str | torch.device = "cpu") -> tuple[Refiner, dict[str, Any]]:
-    """The refiner of a checkpoint (eval mode, VGG source recorded) and the checkpoint itself."""
+    """The refiner of a checkpoint (eval mode, VGG source recorded; the moving average of its
+    weights when the run kept one) and the checkpoint itself."""
     payload = load_checkpoint(path, "refiner", resolution, map_location)
     refiner = Refiner(architecture(payload, path, "refiner", RefinerConfig))
-    refiner.load_state_dict(payload["models"]["refiner"])
+    state = payload["models"]["refiner"]
+    if WEIGHT_AVERAGE in payload["models"]:
+        state = {key.removeprefix("module."): value for key, value in payload["models"][WEIGHT_AVERAGE].items()
+                 if key != "n_averaged"}
+    refiner.load_state_dict(state)
     if refiner.vgg is not None:
         refiner.vgg.weight_source = payload["vgg_weight_source"]
     return refiner.to(map_location).eval(), payload

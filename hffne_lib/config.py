@@ -128,6 +128,12 @@ class ExperimentConfig:
     # term flattened it to constant grazing normals within 70 iterations, for good; ramped over the
     # first 20% it did not collapse.
     integrability_warmup: float = 0.0
+    # BEYOND THE PAPER (off by default): > 0 keeps an exponential moving average of the refiner's
+    # weights (and BatchNorm statistics) with this half-life in iterations, ramped up over the first
+    # iterations (train.ema_decay); the evaluation during training, the checkpoint's inference weights
+    # and so every later use of the checkpoint take the average. One run's errors swing by up to 0.4
+    # degrees between milestones 1,000 iterations apart (docs/beyond_the_paper.md, "A wider refiner").
+    refine_ema_halflife: float = 0.0
     # run
     seed: int = 0
     device: str = "cpu"
@@ -163,6 +169,8 @@ class ExperimentConfig:
                              f"got {self.shading_presmooth}")
         if not 0.0 <= self.integrability_warmup <= 1.0:
             raise ValueError(f"integrability_warmup is a fraction of refine_iters in [0, 1], got {self.integrability_warmup}")
+        if self.refine_ema_halflife < 0:
+            raise ValueError(f"refine_ema_halflife is a half-life in iterations >= 0 (0: off), got {self.refine_ema_halflife}")
         if self.supervised_loss not in ("l1", "cosine"):
             raise ValueError(f"supervised_loss must be 'l1' or 'cosine', got {self.supervised_loss!r}")
         unknown = [s for s in self.refine_splits if s not in REFINE_SPLITS]

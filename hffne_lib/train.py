@@ -36,11 +36,12 @@ import torch
 import torch.distributed as dist
 import torch.nn as nn
 from torch.nn.parallel import DistributedDataParallel
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .augment import relight_lab_batch, warp_lab_batch
-from .checkpoint import (LATEST, load_checkpoint, load_coarse, make_payload, milestone_path,
+from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
 from .config import ExperimentConfig, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
@@ -54,6 +55,10 @@ from .vgg import load_vgg19
 RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "cpu_threads", "log_every",
                      "checkpoint_every", "data_root", "eval_every", "eval_splits"}
 
+
+#: The weight average's half-life is at most this fraction of the iterations done (stylegan2-ada's
+#: ema_rampup), so that the first, random weights do not linger in it.
+EMA_RAMPUP = 0.25
 
 #: Exit code of the training commands when ``--max-minutes`` ran out (run the command again to go on).
 EXIT_TIME_BUDGET = 75
@@ -496,6 +501,20 @@ def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
                                cfg.integrability_weight, cfg.shading_presmooth)
 
 
+def ema_decay(updates: int, halflife: float) -> float:
+    """Decay of the weight average at its ``updates``-th update (>= 1): 0.5 ** (1 / h) with the
+    half-life h = min(``halflife``, EMA_RAMPUP * updates) iterations."""
+    return 0.5 ** (1.0 / min(halflife, EMA_RAMPUP * updates))
+
+
+def weight_average(model: nn.Module, halflife: float) -> AveragedModel:
+    """An exponential moving average of ``model``'s weights and buffers (torch's AveragedModel: a copy
+    of ``model``, updated by ``update_parameters(model)`` after each step), decaying as ``ema_decay``."""
+    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
+        get_ema_multi_avg_fn(ema_decay(int(updates), halflife))(averaged, current, updates)
+    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+
+
 def linear_ramp(iteration: int, length: float) -> float:
     """Warm-up factor of 1-based ``iteration``: iteration / length, capped at 1 (1 when length <= 0)."""
     return 1.0 if length <= 0 else min(1.0, iteration / length)
@@ -515,6 +534,8 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     ``stage_name`` names the sub-folder, so variants can share one run_dir and one coarse stage.
     With ``cfg.eval_every`` > 0 the held-out ``eval_datasets`` (default: the benchmark's
     ``cfg.eval_splits``) are measured every that many iterations into ``<stage>/eval.csv``.
+    ``cfg.refine_ema_halflife`` > 0 (beyond the paper) keeps a moving average of the weights
+    (``weight_average``), which the evaluation measures and the checkpoint carries for inference.
     ``stop_after`` and ``deadline`` as for ``train_coarse``.
     """
     rt = setup_runtime(cfg)
@@ -533,7 +554,11 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     refiner.to(rt.device)
     optimizer = make_adam([p for p in refiner.parameters() if p.requires_grad], cfg.refine_lr, cfg.refine_betas, rt)
 
-    start = restore(stage_dir, "refiner", cfg, rt, {"refiner": refiner}, {"refiner": optimizer}) if resume else 0
+    models: dict[str, nn.Module] = {"refiner": refiner}
+    if cfg.refine_ema_halflife:
+        models[WEIGHT_AVERAGE] = average = weight_average(refiner, cfg.refine_ema_halflife)
+    start = restore(stage_dir, "refiner", cfg, rt, models, {"refiner": optimizer}) if resume else 0
+    measured_refiner = average.module if cfg.refine_ema_halflife else refiner
     net = wrap(refiner, cfg, rt, unused_parameters=cfg.refiner.architecture == "A2")
 
     data = dataset if dataset is not None else refinement_data(cfg)
@@ -567,6 +592,8 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         optimizer.step()
+        if cfg.refine_ema_halflife:
+            average.update_parameters(refiner)
 
         plan = plan_iteration(iteration, cfg.refine_iters, cfg, rt, deadline)
         if plan.log or plan.save:   # reading the losses waits for the GPU: only here
@@ -576,10 +603,10 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
             bar.set_postfix(loss=f"{values['loss']:.4f}")
         if measured and iteration % cfg.eval_every == 0:
             eval_log.write(iteration, time.perf_counter() - t0,
-                           measure_refinement(coarse_net, unwrap(net), measured, rt.device))
+                           measure_refinement(coarse_net, measured_refiner, measured, rt.device))
         if rt.is_main and plan.save:
             save_checkpoint(stage_dir / LATEST, make_payload(
-                "refiner", iteration, cfg, {"refiner": unwrap(net)}, {"refiner": optimizer}, manifest,
+                "refiner", iteration, cfg, models, {"refiner": optimizer}, manifest,
                 vgg_source, exemplar=exemplar_info))
         if plan.out_of_time:
             bar.close()
