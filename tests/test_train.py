@@ -10,12 +10,12 @@ import torch
 import torch.multiprocessing as mp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from hffne_lib.checkpoint import load_checkpoint
+from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_refiner
 from hffne_lib.config import get_config
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, Runtime, SeededBatchSampler, TimeBudgetReached,
-                             linear_ramp, main, make_adam, parse_command_line, read_log, to_channels_last, train_coarse,
-                             train_refiner)
+                             ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, to_channels_last,
+                             train_coarse, train_refiner, weight_average)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -186,6 +186,53 @@ def test_integrability_warmup_ramps_its_weight_linearly_over_that_fraction_of_th
     assert torch.allclose(torch.tensor(log["loss"].values), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="integrability_warmup is a fraction of refine_iters in \\[0, 1\\], got 1.5"):
         tiny(integrability_warmup=1.5)
+
+
+def test_weight_average_decays_with_a_ramped_half_life_over_weights_and_batchnorm_statistics():
+    assert ema_decay(1000, 100) == 0.5 ** (1 / 100)       # past the ramp: the half-life itself
+    assert ema_decay(40, 100) == 0.5 ** (1 / 10)          # ramping: a quarter of the updates so far
+    model = torch.nn.Sequential(torch.nn.Linear(1, 1, bias=False), torch.nn.BatchNorm1d(1))
+    with torch.no_grad():
+        model[0].weight.zero_()
+    average = weight_average(model, halflife=3.0)
+    average.update_parameters(model)                     # the first update copies
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].running_mean.fill_(2.0)
+    for _ in range(20):
+        average.update_parameters(model)
+    kept = torch.tensor([ema_decay(n, 3.0) for n in range(1, 21)], dtype=torch.float64).prod().item()
+    assert average.module[0].weight.item() == pytest.approx(1 - kept, rel=1e-5)
+    assert average.module[1].running_mean.item() == pytest.approx(2 * (1 - kept), rel=1e-5)
+    with pytest.raises(ValueError, match="refine_ema_halflife is a half-life in iterations >= 0"):
+        tiny(refine_ema_halflife=-1)
+
+
+def test_weight_average_leaves_training_alone_resumes_exactly_and_is_what_is_evaluated_and_loaded(tmp_path):
+    plain, averaged = tiny(eval_every=3), tiny(eval_every=3, refine_ema_halflife=2.0)
+    train_coarse(plain, tmp_path / "plain", dataset=RandomFaces(), progress=False)
+    coarse = tmp_path / "plain" / "coarse" / "latest.pt"
+    held_out = {"toy_test": RandomFaces(n=4, seed=1)}
+    runs = {"plain": (plain, None), "averaged": (averaged, None), "killed": (averaged, 4)}
+    for name, (cfg, stop_after) in runs.items():
+        train_refiner(cfg, tmp_path / name, coarse_checkpoint=coarse, dataset=RandomFaces(), progress=False,
+                      eval_datasets=held_out, stop_after=stop_after)
+    train_refiner(averaged, tmp_path / "killed", coarse_checkpoint=coarse, dataset=RandomFaces(), progress=False,
+                  eval_datasets=held_out)               # resumes from its checkpoint at iteration 5
+    saved = {name: load_checkpoint(tmp_path / name / "refiner" / "latest.pt", "refiner") for name in runs}
+    assert WEIGHT_AVERAGE not in saved["plain"]["models"]
+    assert states_equal(saved["plain"]["models"]["refiner"], saved["averaged"]["models"]["refiner"])
+    for name in ("refiner", WEIGHT_AVERAGE):
+        assert states_equal(saved["averaged"]["models"][name], saved["killed"]["models"][name]), name
+    average = saved["averaged"]["models"][WEIGHT_AVERAGE]
+    assert average["n_averaged"].item() == 6
+    loaded, _ = load_refiner(tmp_path / "averaged" / "refiner" / "latest.pt")
+    assert states_equal(loaded.state_dict(), {k.removeprefix("module."): v for k, v in average.items() if k != "n_averaged"})
+    assert not states_equal(loaded.state_dict(), saved["averaged"]["models"]["refiner"])
+    logs = {name: read_log(tmp_path / name / "refiner" / "eval.csv").drop(columns="seconds") for name in runs}
+    assert logs["averaged"].equals(logs["killed"])
+    column = "toy_test/face/refined"
+    assert (logs["averaged"][column] != logs["plain"][column]).all()   # the average is what is measured
 
 
 def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
