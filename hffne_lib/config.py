@@ -132,7 +132,9 @@ class ExperimentConfig:
     # weights (and BatchNorm statistics) with this half-life in iterations, ramped up over the first
     # iterations (train.ema_decay); the evaluation during training, the checkpoint's inference weights
     # and so every later use of the checkpoint take the average. One run's errors swing by up to 0.4
-    # degrees between milestones 1,000 iterations apart (docs/beyond_the_paper.md, "A wider refiner").
+    # degrees between milestones 1,000 iterations apart, from the weights, not the statistics; at 250 the
+    # average smooths that and ends 3,000 cpu-preset iterations a little ahead, but lags early on
+    # (docs/beyond_the_paper.md, "Where the milestone swings come from").
     refine_ema_halflife: float = 0.0
     # run
     seed: int = 0
