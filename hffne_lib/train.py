@@ -509,10 +509,14 @@ def ema_decay(updates: int, halflife: float) -> float:
 
 def weight_average(model: nn.Module, halflife: float) -> AveragedModel:
     """An exponential moving average of ``model``'s weights and buffers (torch's AveragedModel: a copy
-    of ``model``, updated by ``update_parameters(model)`` after each step), decaying as ``ema_decay``."""
+    of ``model``, updated by ``update_parameters(model)`` after each step), decaying as ``ema_decay``.
+    The decay reads the update count from the average's own counter, which AveragedModel keeps on the
+    CPU: the copy it hands to the update sits on the model's device, and reading that would wait for
+    the GPU at every step."""
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], updates: torch.Tensor) -> None:
-        get_ema_multi_avg_fn(ema_decay(int(updates), halflife))(averaged, current, updates)
-    return AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+        get_ema_multi_avg_fn(ema_decay(int(average.n_averaged), halflife))(averaged, current, updates)
+    average = AveragedModel(model, multi_avg_fn=update, use_buffers=True)
+    return average
 
 
 def linear_ramp(iteration: int, length: float) -> float:
