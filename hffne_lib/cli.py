@@ -36,6 +36,9 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
                               "(its coarse checkpoint found in RUN_DIR/coarse), or COARSE.pt REFINER.pt")
     weights.add_argument("--official-exemplar", metavar="FILE", help="the authors' ExemplarModel.pkl")
     weights.add_argument("--official-refiner", metavar="FILE", help="the authors' RefinerModel.pt")
+    parser.add_argument("--fit-steps", type=int, default=0, metavar="N",
+                        help="BEYOND THE PAPER: in place of the refiner, fit each face's exemplar to its photo in N "
+                             "Adam steps (hffne_lib.fitting; 20 was chosen on the cpu benchmark); 0 (default): off")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -52,12 +55,14 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     from .data import DetectorUnavailableError
+    from .fitting import FitSettings
     from .predict import load_estimator, predict_paths  # torch and the models load only when asked
 
     start = time.perf_counter()
     try:
         estimator = load_estimator(args.checkpoint, args.official_exemplar, args.official_refiner, args.device)
-    except CheckpointError as err:
+        estimator.fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
+    except (CheckpointError, ValueError) as err:
         print(f"hffne predict: {err}", file=sys.stderr)
         return EXIT_USAGE
     print(f"hffne predict: model loaded in {time.perf_counter() - start:.2f} s on {args.device}")

@@ -32,12 +32,15 @@ from .checkpoint import CODE_REVISION, checkpoint_entry
 from .config import EVAL_SPLITS, ExperimentConfig
 from .data import FaceNormalDataset
 from .filters import low_pass
+from .fitting import FitSettings
 from .metrics import DEFAULT_THRESHOLDS, FINE_BAND_SIGMA, fine_band_error, image_errors, per_image_table, summarize_errors
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .predict import resolve_checkpoints
 
 STAGES = ("coarse", "refined")
+#: BEYOND THE PAPER: the stage of an estimator with fitting settings (hffne_lib.fitting).
+FITTED = "fitted"
 #: Reference rows: the truth low-passed by the fine band's Gaussian (see the module docstring).
 DETAIL_FREE = "detail-free truth"
 REGIONS = ("face", "detail", "fine")
@@ -73,14 +76,16 @@ def region_errors(pred: torch.Tensor, truth: torch.Tensor, face: torch.Tensor,
 def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16, target: str = "normal",
              progress: bool = True, name: str = "") -> Evaluation:
     """Angular errors of the coarse exemplar and the refined normals on every item of ``dataset``
-    (and of the DETAIL_FREE reference).
+    (and of the DETAIL_FREE reference; and stage FITTED when ``estimator.fitting`` is set: the
+    exemplar fitted to each image inside its true face mask).
 
     Items need "gray" (1 x H x W), ``target`` (3 x H x W), "mask" and "detail_mask" (1 x H x W).
     Batched and gradient-free; the errors are computed on the estimator's device (the fine band's
     float64 blurs cost more than the networks on a CPU), then kept on the CPU. Images whose
     region is empty are left out of that region's rows.
     """
-    errors: dict[tuple[str, str], list[torch.Tensor]] = {(s, r): [] for s in (*STAGES, DETAIL_FREE) for r in REGIONS}
+    stages = (*STAGES, *([FITTED] if estimator.fitting else []), DETAIL_FREE)
+    errors: dict[tuple[str, str], list[torch.Tensor]] = {(s, r): [] for s in stages for r in REGIONS}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     device = estimator.device
     for batch in tqdm(loader, desc=f"evaluate {name}".strip(), disable=not progress):
@@ -89,6 +94,8 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
         face = face.bool()
         coarse = estimator.coarse(gray)
         outputs = {"coarse": coarse, "refined": estimator.refine(gray, coarse), DETAIL_FREE: detail_free(truth, face)}
+        if estimator.fitting:
+            outputs[FITTED] = estimator.fit(gray, coarse, face)
         for stage, pred in outputs.items():
             for region, per_image in region_errors(pred, truth, face, detail_mask).items():
                 errors[stage, region] += [e.cpu() for e in per_image]
@@ -135,6 +142,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="the benchmark (default: the data_root the refiner was trained with, "
                                             "relative to where it was trained)")
     parser.add_argument("--splits", nargs="+", default=list(EVAL_SPLITS), choices=EVAL_SPLITS)
+    parser.add_argument("--fit-steps", type=int, default=0, metavar="N",
+                        help="BEYOND THE PAPER: add stage 'fitted', each exemplar fitted to its image in N Adam "
+                             "steps (hffne_lib.fitting; default settings otherwise); 0 (default): off")
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", metavar="DIR", help="write evaluation.csv/.md/.tex (means, with provenance) and "
                                                      "summary.csv (every statistic) here")
@@ -144,6 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         coarse_path, refiner_path = resolve_checkpoints(args.checkpoint)
         estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device)
+        estimator.fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
         cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path, "config"))   # checked by the load above
         cfg.data_root = args.data_root or cfg.data_root
         datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
@@ -158,7 +169,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{estimator.provenance['coarse_iteration']}), {refiner_path} (iteration "
                 f"{estimator.provenance['refiner_iteration']}, trained at {estimator.provenance['git_revision']})",
                 "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg),
-                "VGG19 weights": estimator.provenance["vgg_weights"], "unit": "mean angular error, degrees",
+                "VGG19 weights": estimator.provenance["vgg_weights"],
+                **({"fitted": estimator.fitting.describe()} if estimator.fitting else {}), "unit": "mean angular error, degrees",
                 "wall time": f"{time.perf_counter() - start:.0f} s"}
         table = means.rename_axis(columns=None).reset_index(level="region")   # split as the index: no tuples
         written = write_tables({"evaluation": table}, args.out, meta)

@@ -140,11 +140,11 @@ class RefinementObjective(nn.Module):
      + integrability_weight * mean |curl| of N (fp32);
      reconstruction_sigma > 0 compares only N's and R's low frequencies inside the mask].
     forward(refined N, exemplar R: B x 3 x H x W; rgb B x 3 x H x W; gray, mask B x 1 x H x W)
-    -> {"loss": total, "reconstruction", "perceptual"[, "shading"][, "integrability"]: unweighted
-    terms}, scalars.
+    -> {"loss": total, "reconstruction"[, "perceptual"][, "shading"][, "integrability"]: unweighted
+    terms}, scalars. ``perceptual`` None leaves that term out (then rgb may be None).
     """
 
-    def __init__(self, perceptual: PerceptualLoss, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
+    def __init__(self, perceptual: PerceptualLoss | None, lambda_ref: float = 1.0, perceptual_weight: float = 1.0,
                  shading_weight: float = 0.0, shading_sigma: float = 2.0, reconstruction_sigma: float = 0.0,
                  shading_robust_scale: float = 0.0, integrability_weight: float = 0.0,
                  shading_presmooth: float = 0.0):
@@ -162,15 +162,18 @@ class RefinementObjective(nn.Module):
     @property
     def terms(self) -> list[str]:
         """Names of the unweighted terms ``forward`` returns beside "loss"."""
-        return (["reconstruction", "perceptual"] + (["shading"] if self.shading_weight else [])
+        return (["reconstruction"] + (["perceptual"] if self.perceptual is not None else [])
+                + (["shading"] if self.shading_weight else [])
                 + (["integrability"] if self.integrability_weight else []))
 
-    def forward(self, refined: torch.Tensor, exemplar: torch.Tensor, rgb: torch.Tensor, gray: torch.Tensor,
+    def forward(self, refined: torch.Tensor, exemplar: torch.Tensor, rgb: torch.Tensor | None, gray: torch.Tensor,
                 mask: torch.Tensor, integrability_scale: float = 1.0) -> dict[str, torch.Tensor]:
         """``integrability_scale`` multiplies integrability_weight (the warm-up ramp of training)."""
-        terms = {"reconstruction": reconstruction_loss(refined, exemplar, mask, self.reconstruction_sigma),
-                 "perceptual": self.perceptual(refined, rgb)}
-        loss = self.lambda_ref * terms["reconstruction"] + self.perceptual_weight * terms["perceptual"]
+        terms = {"reconstruction": reconstruction_loss(refined, exemplar, mask, self.reconstruction_sigma)}
+        loss = self.lambda_ref * terms["reconstruction"]
+        if self.perceptual is not None:
+            terms["perceptual"] = self.perceptual(refined, rgb)
+            loss = loss + self.perceptual_weight * terms["perceptual"]
         if self.shading_weight:
             with torch.autocast(refined.device.type, enabled=False):
                 terms["shading"] = high_frequency_shading_loss(refined.float(), gray.float(), exemplar.float(),

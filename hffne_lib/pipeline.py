@@ -2,6 +2,9 @@
 
     estimator = NormalEstimator.from_official("ExemplarModel.pkl", "RefinerModel.pt")
     normals = estimator(gray)            # B x 1 x 256 x 256 in [0, 1] -> B x 3 x 256 x 256 unit
+
+BEYOND THE PAPER: with ``estimator.fitting = FitSettings(...)`` (hffne_lib.fitting) the normals
+``predict`` returns are each face's exemplar fitted to its own photo, in place of the refiner's.
 """
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import torch.nn as nn
 
 from .checkpoint import load_coarse, load_refiner
 from .coarse import UNetGenerator
+from .fitting import FitSettings, fit_normals
 from .official import load_official_coarse, load_official_refiner
 from .refiner import Refiner
 
@@ -23,13 +27,16 @@ if TYPE_CHECKING:  # hffne_lib.predict imports this module
 
 
 class NormalEstimator(nn.Module):
-    """Coarse exemplar G(I) then refinement phi(I, G(I)); eval mode, no gradients."""
+    """Coarse exemplar G(I) then refinement phi(I, G(I)); eval mode, no gradients. BEYOND THE
+    PAPER: ``fitting`` (None: off) makes ``fit`` available and ``predict`` use it."""
 
-    def __init__(self, coarse: UNetGenerator, refiner: Refiner, provenance: dict | None = None):
+    def __init__(self, coarse: UNetGenerator, refiner: Refiner, provenance: dict | None = None,
+                 fitting: FitSettings | None = None):
         super().__init__()
         self.coarse_net = coarse
         self.refiner = refiner
         self.provenance = dict(provenance or {})
+        self.fitting = fitting
         self.eval()
 
     @classmethod
@@ -78,6 +85,14 @@ class NormalEstimator(nn.Module):
     def refine(self, gray: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """Refined normals from grey images and their exemplars -> B x 3 x H x W unit normals."""
         return self.refiner(self._check_gray(gray), coarse.to(self.device, torch.float32))
+
+    def fit(self, gray: torch.Tensor, coarse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """BEYOND THE PAPER: each face's exemplar fitted to its grey image (hffne_lib.fitting) with
+        ``self.fitting``. gray, mask (face region): B x 1 x H x W; coarse: B x 3 x H x W -> B x 3 x H x W."""
+        if self.fitting is None:
+            raise ValueError("this estimator has no fitting settings; set estimator.fitting = FitSettings(...)")
+        return fit_normals(self.fitting, coarse.to(self.device, torch.float32), self._check_gray(gray),
+                           mask.to(self.device, torch.float32))
 
     @torch.no_grad()
     def forward(self, gray: torch.Tensor) -> torch.Tensor:

@@ -65,7 +65,7 @@ class FacePrediction:
     transform: CropTransform       # original pixels -> crop pixels, for ``uncrop``
     crop: np.ndarray               # S x S x 3 float RGB in [0, 1]
     coarse: torch.Tensor           # 3 x S x S, the exemplar G(I)
-    normals: torch.Tensor          # 3 x S x S, refined
+    normals: torch.Tensor          # 3 x S x S, refined (fitted, when the estimator fits: hffne_lib.fitting)
     mask: np.ndarray               # S x S bool, the face region (ellipse in the detector's box)
 
 
@@ -141,7 +141,7 @@ def face_mask(size: int, scale: float) -> np.ndarray:
 def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool = False,
                   crop_scale: float = 1.2, aligned: bool = False) -> Prediction:
     """Normals of the largest face (every face with ``all_faces``) of an H x W x 3 float RGB image
-    in [0, 1]. ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the
+    in [0, 1]: refined, or (beyond the paper) fitted when ``estimator.fitting`` is set. ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the
     whole image is the crop. Raises NoFaceError when no face is found or the image is too small for
     one, DetectorUnavailableError when OpenCV has no face detector."""
     height, width = image.shape[:2]
@@ -159,8 +159,12 @@ def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool
     rgb = torch.from_numpy(np.stack(crops).astype(np.float32)).permute(0, 3, 1, 2)
     gray = rgb_to_gray(rgb)
     coarse = estimator.coarse(gray)
-    refined = estimator.refine(gray, coarse).cpu()
     mask = face_mask(size, crop_scale)
+    if estimator.fitting:
+        masks = torch.from_numpy(mask).expand(len(boxes), 1, size, size)
+        refined = estimator.fit(gray, coarse, masks).cpu()
+    else:
+        refined = estimator.refine(gray, coarse).cpu()
     faces = [FacePrediction(box, transform, crop, coarse[i].cpu(), refined[i], mask)
              for i, (box, transform, crop) in enumerate(zip(boxes, transforms, crops))]
     normals, full_mask = paste_back(faces, (height, width))

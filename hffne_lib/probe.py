@@ -36,6 +36,7 @@ from .checkpoint import CODE_REVISION, load_coarse
 from .config import ExperimentConfig, get_config
 from .conventions import normalize
 from .evaluate import DETAIL_FREE, REGIONS, detail_free, region_errors
+from .fitting import adam_on_normals
 from .losses import RefinementObjective
 from .metrics import summarize_errors
 from .train import add_override_argument, exemplar_checkpoint, open_split, parse_overrides, refinement_objective
@@ -119,21 +120,17 @@ def optimise_normals(objective: RefinementObjective, exemplar: torch.Tensor, rgb
     """
     if steps < 0 or eval_every < 1:
         raise ValueError(f"need steps >= 0 and eval_every >= 1, got steps={steps}, eval_every={eval_every}")
-    x = exemplar.detach().clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([x], lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, max(steps, 1))
     rows = []
-    for step in tqdm(range(steps + 1), desc=desc, disable=not progress):
-        normals = normalize(x)
-        loss = objective(normals, exemplar, rgb, gray, mask)["loss"]
+    bar = tqdm(total=steps + 1, desc=desc, disable=not progress)
+
+    def measure(step: int, normals: torch.Tensor, loss: torch.Tensor) -> None:
         if step % eval_every == 0 or step == steps:
-            rows.append({"step": step, "loss": float(loss.detach()),
-                         **mean_errors(normals.detach(), truth, mask, detail_mask)})
-        if step < steps:
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
+            rows.append({"step": step, "loss": float(loss), **mean_errors(normals, truth, mask, detail_mask)})
+        bar.update()
+
+    adam_on_normals(lambda normals: objective(normals, exemplar, rgb, gray, mask)["loss"], exemplar, steps, lr,
+                    measure)
+    bar.close()
     return pd.DataFrame(rows)
 
 

@@ -44,3 +44,19 @@ def test_module_entry_point():
     result = subprocess.run([sys.executable, "-m", "hffne_lib.cli", "predict", "--help"], cwd=REPO,
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--official-exemplar" in result.stdout and "--recursive" in result.stdout
+
+
+def test_fit_steps_replace_the_refined_normals_and_a_bad_count_is_one_line(tiny_run, face_photo, tmp_path, capsys):
+    photo = save(face_photo, tmp_path / "face.png")
+    for name, extra in (("refined", []), ("fitted", ["--fit-steps", "3"])):
+        assert main(["predict", str(photo), "--out", str(tmp_path / name), "--checkpoint", str(tiny_run),
+                     "--no-progress", *extra]) == EXIT_OK
+    refined, fitted = (np.load(tmp_path / name / "face" / "face0_normals.npy") for name in ("refined", "fitted"))
+    inside = np.linalg.norm(fitted, axis=-1) > 0
+    assert inside.any() and np.allclose(np.linalg.norm(fitted[inside], axis=-1), 1.0, atol=1e-4)
+    assert not np.allclose(fitted, refined, atol=1e-3)
+    capsys.readouterr()
+    code = main(["predict", str(photo), "--out", str(tmp_path / "bad"), "--checkpoint", str(tiny_run),
+                 "--fit-steps", "-2"])
+    err = capsys.readouterr().err
+    assert code == EXIT_USAGE and err.count("\n") == 1 and "steps >= 1" in err and not (tmp_path / "bad").exists()

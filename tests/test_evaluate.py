@@ -91,3 +91,12 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     assert capsys.readouterr().err.count("\n") == 1
     assert evaluate_main([str(tmp_path / "run"), "--data-root", str(tmp_path / "no_bench")]) == 2
     assert "no benchmark at" in capsys.readouterr().err and not (tmp_path / "no_bench").exists()
+    assert evaluate_main([str(tmp_path / "run"), "--fit-steps", "-1"]) == 2
+    assert "steps >= 1" in capsys.readouterr().err
+    fitted = tmp_path / "fitted"
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--fit-steps", "2", "--out", str(fitted),
+                          "--no-progress"]) == 0
+    assert "- fitted: test-time fitting (beyond the paper): steps=2" in (fitted / "evaluation.md").read_text()
+    rows = pd.read_csv(fitted / "summary.csv").set_index(["stage", "region"])["mean"]
+    assert rows[("coarse", "face")] == pytest.approx(float(got.set_index(["stage", "region"])["mean"][("coarse", "face")]))
+    assert rows[("fitted", "face")] != pytest.approx(rows[("coarse", "face")], abs=1e-6)
