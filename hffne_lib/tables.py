@@ -20,8 +20,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CODE_REVISION, checkpoint_revision
 from .config import ExperimentConfig
-from .evaluate import DETAIL_FREE, REGIONS, Evaluation, evaluate
+from .evaluate import DETAIL_FREE, FITTED, REGIONS, Evaluation, evaluate
 from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
+from .fitting import FitSettings
 from .paper import COLUMNS, reported_table
 from .train import data_manifest_hash, open_split
 
@@ -32,6 +33,10 @@ TABLE_ROWS = {
     "table3": ("lab_test", "Photoface", ["Iter1k", "Iter50k", "A1", "A2", "w/o modulation", "AdaIN", "Ours-paired"]),
 }
 COARSE_ROW = "Coarse exemplar (supervised pix2pix U-Net)"
+#: BEYOND THE PAPER: the coarse exemplar fitted to each image (hffne_lib.fitting), when asked for.
+FITTED_ROW = "Coarse exemplar + test-time fitting, no refiner (beyond the paper)"
+#: The tables that show FITTED_ROW (Table 3 is the paper's exemplar and architecture study).
+FITTED_TABLES = ("table1", "table2")
 TABLE3_FINAL_ROW = "Iter100k/A3/StyleGAN2"
 WILD_SPLIT = "wild_test"
 
@@ -43,20 +48,26 @@ def _row(evaluation: Evaluation, stage: str, region: str = "face") -> pd.Series:
 
 
 def evaluate_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: list[str], split: str,
-                         progress: bool = True) -> dict[str, Evaluation]:
+                         progress: bool = True, fitting: FitSettings | None = None) -> dict[str, Evaluation]:
     """``evaluate`` every named experiment on one split (the split's "normal" is the truth);
-    one progress bar over the experiments."""
+    one progress bar over the experiments. ``fitting``: "Ours-paired" gets stage FITTED too."""
     dataset = open_split(cfg, split)
-    return {name: evaluate(load_experiment(cfg, run_dir, name, cfg.device), dataset, progress=False, name=split)
-            for name in tqdm(names, desc=f"evaluate {split}", disable=not progress or not names)}
+    evaluations = {}
+    for name in tqdm(names, desc=f"evaluate {split}", disable=not progress or not names):
+        estimator = load_experiment(cfg, run_dir, name, cfg.device)
+        estimator.fitting = fitting if name == "Ours-paired" else None
+        evaluations[name] = evaluate(estimator, dataset, progress=False, name=split)
+    return evaluations
 
 
 def measured_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation], split: str, role: str,
                    final_name: str | None = None) -> pd.DataFrame:
     """Rows: the coarse exemplar (the final coarse checkpoint's, from "Ours-paired" when measured),
-    then each run's refined normals."""
+    FITTED_ROW when that evaluation has stage FITTED, then each run's refined normals."""
     reference = evaluations.get("Ours-paired", next(iter(evaluations.values())))
     rows = {COARSE_ROW: _row(reference, "coarse")}
+    if FITTED in set(reference.summary["stage"]):
+        rows[FITTED_ROW] = _row(reference, FITTED)
     for name, evaluation in evaluations.items():
         rows[final_name if (final_name and name == "Ours-paired") else name] = _row(evaluation, "refined")
     frame = pd.DataFrame(rows).T
@@ -68,44 +79,61 @@ def wild_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation]) -> pd.
     """The wild split, whole face, detail region and its fine band: coarse vs refined mean error
     for every run. Not in the paper; it tests the paper's claim that refinement beats the exemplar
     in the wild and recovers detail ("fine": evaluate.py's detail-only error; detail is recovered
-    only where refined is below the detail-free truth's)."""
+    only where refined is below the detail-free truth's). An evaluation with stage FITTED adds
+    rows FITTED_ROW, whose "refined" columns hold the fitted normals."""
     rows = {}
-    for name, evaluation in evaluations.items():
-        for region in REGIONS:
-            coarse, refined = _row(evaluation, "coarse", region), _row(evaluation, "refined", region)
-            rows[(name, region)] = {"coarse mean": coarse["mean"], "refined mean": refined["mean"],
-                                    "refined - coarse": refined["mean"] - coarse["mean"],
-                                    "detail-free truth mean": _row(evaluation, DETAIL_FREE, region)["mean"],
-                                    "refined <20": refined["<20"], "images": refined["images"]}
+    for stage in ("refined", FITTED):
+        for name, evaluation in evaluations.items():
+            if stage not in set(evaluation.summary["stage"]):
+                continue
+            for region in REGIONS:
+                coarse, second = _row(evaluation, "coarse", region), _row(evaluation, stage, region)
+                rows[(FITTED_ROW if stage == FITTED else name, region)] = {
+                    "coarse mean": coarse["mean"], "refined mean": second["mean"],
+                    "refined - coarse": second["mean"] - coarse["mean"],
+                    "detail-free truth mean": _row(evaluation, DETAIL_FREE, region)["mean"],
+                    "refined <20": second["<20"], "images": second["images"]}
     frame = pd.DataFrame(rows).T
     frame.index.names = ["run", "region"]
     frame.insert(0, "source", f"measured: synthetic wild_test (FFHQ/CelebA/300-W role), preset {cfg.name}")
     return frame
 
 
-def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bool = True) -> dict[str, pd.DataFrame]:
-    """Measure Tables 1-3 and the wild table, each measured block followed by the paper's rows."""
+def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bool = True,
+                 fitting: FitSettings | None = None) -> dict[str, pd.DataFrame]:
+    """Measure Tables 1-3 and the wild table, each measured block followed by the paper's rows.
+    ``fitting`` (beyond the paper): FITTED_ROW in FITTED_TABLES and the wild table."""
     tables, cache = {}, {}
     for key, (split, role, names) in TABLE_ROWS.items():
         missing = [n for n in names if (n, split) not in cache]
-        cache.update({(n, split): e for n, e in evaluate_experiments(cfg, run_dir, missing, split, progress).items()})
-        measured = measured_table(cfg, {n: cache[n, split] for n in names}, split, role,
-                                  TABLE3_FINAL_ROW if key == "table3" else None)
+        cache.update({(n, split): e for n, e in
+                      evaluate_experiments(cfg, run_dir, missing, split, progress, fitting).items()})
+        evaluations = {n: cache[n, split] for n in names}
+        if key not in FITTED_TABLES:
+            evaluations = {n: _without_fitted(e) for n, e in evaluations.items()}
+        measured = measured_table(cfg, evaluations, split, role, TABLE3_FINAL_ROW if key == "table3" else None)
         reported = reported_table(int(key[-1]))
         tables[key] = pd.concat([measured, reported]).rename_axis("method")
-    wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_SPLIT, progress)
+    wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_SPLIT, progress, fitting)
     tables["wild"] = wild_table(cfg, wild)
     return tables
 
 
-def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float) -> dict[str, str]:
+def _without_fitted(evaluation: Evaluation) -> Evaluation:
+    """``evaluation`` without its stage FITTED rows."""
+    return Evaluation(evaluation.summary[evaluation.summary["stage"] != FITTED],
+                      evaluation.per_image[evaluation.per_image["stage"] != FITTED])
+
+
+def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float,
+               fitting: FitSettings | None = None) -> dict[str, str]:
     """What made a table: code revision (of the measuring code, and of the training code behind each
-    checkpoint), preset, device, data, VGG weights, wall time."""
+    checkpoint), preset, device, data, VGG weights, the fitting settings of FITTED_ROW, wall time."""
     estimator = load_experiment(cfg, run_dir, "Ours-paired")
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
             "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
             "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": estimator.provenance["vgg_weights"],
-            "wall time": f"{seconds:.0f} s"}
+            **({"fitted": fitting.describe()} if fitting else {}), "wall time": f"{seconds:.0f} s"}
 
 
 def training_revisions(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:

@@ -4,7 +4,8 @@
 #   2. the speed benchmark, authors-equivalent vs optimised path (python -m hffne_lib.bench);
 #   3. both training stages of the preset's default model (the paper's A3), each under --max-minutes
 #      so that the steps after it still fit; a stage cut short says so in the log and resumes later;
-#   4. its errors on lab_test, wild_test and scans (python -m hffne_lib.evaluate);
+#   4. its errors on lab_test, wild_test and scans (python -m hffne_lib.evaluate), with stage 'fitted'
+#      beside them (test-time fitting in FIT_STEPS Adam steps, beyond the paper; FIT_STEPS=0: none);
 #   5. with REAL_FACES set: hffne predict on REAL_FACES/images (latency per photo on the GPU) and
 #      hffne compare against REAL_FACES/official_hffne_normals (agreement with the authors' model).
 #   6. in the time left, with at least EXTRA_MIN_SECONDS (120) of it: Table 1's beyond-the-paper
@@ -19,9 +20,10 @@
 #   scripts/gpu_check.sh OUT [BUDGET_SECONDS]        # budget default 540
 # Settings (environment): PRESET (gpu), DEVICE (cuda), REAL_FACES (a folder with images/ and
 # official_hffne_normals/; unset: step 5 is skipped), SKIP_BENCH=1, TRAIN_SET (extra --set words),
-# RUN_DIR (results/runs/PRESET, where the notebooks look), DATA_ROOT (data/synthetic_<data preset>),
-# PYTHON (python3). The revision is taken from git, else from HFFNE_GIT_REVISION. On the lent H200
-# the data build was slow (results/gpu_sessions/2026-11-29): there, DATA_ROOT=/dev/shm/hffne/synthetic_gpu.
+# FIT_STEPS (20), RUN_DIR (results/runs/PRESET, where the notebooks look),
+# DATA_ROOT (data/synthetic_<data preset>), PYTHON (python3). The revision is taken from git, else from
+# HFFNE_GIT_REVISION. On the lent H200 the data build was slow (results/gpu_sessions/2026-11-29):
+# there, DATA_ROOT=/dev/shm/hffne/synthetic_gpu.
 # A dry run on a CPU: PRESET=ci DEVICE=cpu SKIP_BENCH=1 scripts/gpu_check.sh /tmp/check 300
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -107,7 +109,7 @@ up_to_date() {  # up_to_date OUTPUT CHECKPOINT: OUTPUT was made after CHECKPOINT
 evaluate() {  # evaluate STAGE_DIR NAME: errors into the staged NAME/
   up_to_date "$stage/$2/evaluation.md" "$1/latest.pt" && return 0
   timeout "$(limit)" "$py" -m hffne_lib.evaluate "$1" --data-root "$data_root" --device "$device" \
-    --out "$stage/$2" --no-progress && pack
+    --fit-steps "${FIT_STEPS:-20}" --out "$stage/$2" --no-progress && pack
 }
 step "train coarse ($preset)"
 train coarse $(( ($(remaining) - reserve) / 2 ))

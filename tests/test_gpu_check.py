@@ -29,6 +29,10 @@ def test_dry_run_keeps_the_budget_and_returns_every_step(tmp_path, shared_dir):
     assert seconds <= 200
     with tarfile.open(out / "results.tar.gz") as archive:
         names = set(archive.getnames())
+        evaluation = archive.extractfile("./evaluation/evaluation.md").read().decode()
+    assert "- fitted: test-time fitting (beyond the paper): steps=20," in evaluation   # FIT_STEPS' default
+    assert [c.strip() for c in evaluation.split("| split", 1)[1].splitlines()[0].split("|")][2:5] == \
+        ["coarse", "refined", "fitted"]
     assert {"./evaluation/evaluation.md", "./evaluation/summary.csv", "./real_faces/overall.csv",
             "./real_faces/comparison.png", "./run/coarse/log.csv", "./run/refiner/log.csv",
             "./predictions/182716/face0_sheet.png", "./run/refiner_residual_hf3_presmooth_integrable/log.csv",

@@ -9,7 +9,8 @@ import pytest
 from hffne_lib.checkpoint import CODE_REVISION
 from hffne_lib.experiments import experiments, prepare, train_experiments
 from hffne_lib.paper import REPORTED
-from hffne_lib.tables import COARSE_ROW, TABLE3_FINAL_ROW, build_tables, provenance, write_tables
+from hffne_lib.fitting import FitSettings
+from hffne_lib.tables import COARSE_ROW, FITTED_ROW, TABLE3_FINAL_ROW, build_tables, provenance, write_tables
 from hffne_lib.train import EXIT_TIME_BUDGET
 
 # one thread: the jobs=2 run below has one per worker, and on CPU the thread count moves the last digits
@@ -19,9 +20,10 @@ TINY = dict(coarse_iters=4, coarse_milestones=(1, 2, 3), refine_iters=2, checkpo
 def _reproduce(data_root, results_root, jobs=1):
     cfg, run_dir = prepare("ci", data_root, results_root, **TINY)
     train_experiments(cfg, run_dir, progress=False, jobs=jobs)
-    tables = build_tables(cfg, run_dir, progress=False)
+    fitting = FitSettings(steps=3)
+    tables = build_tables(cfg, run_dir, progress=False, fitting=fitting)
     folder = results_root / "tables"
-    write_tables(tables, folder, provenance(cfg, run_dir, seconds=1.0))
+    write_tables(tables, folder, provenance(cfg, run_dir, seconds=1.0, fitting=fitting))
     return tables, folder
 
 
@@ -48,7 +50,8 @@ def test_same_seed_gives_identical_csvs(two_runs):
 def test_provenance_header_and_labels(two_runs):
     (tables, folder), _ = two_runs
     csv = (folder / "table1.csv").read_text()
-    for key in ("git revision", "preset: ci", "device: cpu", "data manifest hash", "VGG19 weights", "wall time"):
+    for key in ("git revision", "preset: ci", "device: cpu", "data manifest hash", "VGG19 weights",
+                "fitted: test-time fitting (beyond the paper): steps=3,", "wall time"):
         assert f"# {key}" in csv
     assert "STAND-IN" in csv  # no ImageNet VGG19 on these machines, and the table says so
     trained_at = next(line for line in csv.splitlines() if line.startswith("# checkpoints trained at: "))
@@ -71,11 +74,26 @@ def test_table3_coarse_row_is_the_final_exemplar(two_runs):
     assert table3.loc["Iter1k", "mean"] != table3.loc[TABLE3_FINAL_ROW, "mean"]
 
 
+def test_the_fitted_row_is_the_paired_runs_exemplar_fitted_in_tables_1_2_and_wild_only(two_runs):
+    (tables, _), _ = two_runs
+    for key in ("table1", "table2"):
+        measured = tables[key][tables[key]["source"].str.startswith("measured")]
+        assert list(measured.index[:2]) == [COARSE_ROW, FITTED_ROW]
+        assert measured.loc[FITTED_ROW, "mean"] != measured.loc[COARSE_ROW, "mean"]
+        assert measured.loc[FITTED_ROW, "images"] == measured.loc[COARSE_ROW, "images"]
+    assert FITTED_ROW not in tables["table3"].index
+    wild = tables["wild"]
+    fitted, paired = wild.xs(FITTED_ROW, level="run"), wild.xs("Ours-paired", level="run")
+    assert (fitted["coarse mean"] == paired["coarse mean"]).all()     # one exemplar, two second stages
+    assert (fitted["refined mean"] != paired["refined mean"]).all()
+    assert wild.index.get_level_values("run")[-1] == FITTED_ROW
+
+
 def test_wild_table_covers_every_experiment(two_runs):
     (tables, _), _ = two_runs
     wild = tables["wild"]
     cfg, _ = prepare("ci", "data", "results", **TINY)
-    assert set(wild.index.get_level_values("run")) == set(experiments(cfg))
+    assert set(wild.index.get_level_values("run")) == set(experiments(cfg)) | {FITTED_ROW}
     assert set(wild.index.get_level_values("region")) == {"face", "detail", "fine"}
     fine = wild.xs("fine", level="region")
     assert (fine["detail-free truth mean"] > 0).all() and fine["detail-free truth mean"].nunique() == 1
