@@ -170,8 +170,8 @@ def main(argv: list[str] | None = None) -> int:
                 f"{estimator.provenance['refiner_iteration']}, trained at {estimator.provenance['git_revision']})",
                 "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
-                **({"fitted": estimator.fitting.describe()} if estimator.fitting else {}), "unit": "mean angular error, degrees",
-                "wall time": f"{time.perf_counter() - start:.0f} s"}
+                **({"fitted": estimator.fitting.describe()} if estimator.fitting else {}),
+                "unit": "mean angular error, degrees", "wall time": f"{time.perf_counter() - start:.0f} s"}
         table = means.rename_axis(columns=None).reset_index(level="region")   # split as the index: no tuples
         written = write_tables({"evaluation": table}, args.out, meta)
         result.summary.to_csv(Path(args.out) / "summary.csv", index=False)

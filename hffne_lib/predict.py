@@ -141,8 +141,9 @@ def face_mask(size: int, scale: float) -> np.ndarray:
 def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool = False,
                   crop_scale: float = 1.2, aligned: bool = False) -> Prediction:
     """Normals of the largest face (every face with ``all_faces``) of an H x W x 3 float RGB image
-    in [0, 1]: refined, or (beyond the paper) fitted when ``estimator.fitting`` is set. ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the
-    whole image is the crop. Raises NoFaceError when no face is found or the image is too small for
+    in [0, 1]: refined, or (beyond the paper) fitted when ``estimator.fitting`` is set.
+    ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the whole
+    image is the crop. Raises NoFaceError when no face is found or the image is too small for
     one, DetectorUnavailableError when OpenCV has no face detector."""
     height, width = image.shape[:2]
     if min(height, width) < MIN_FACE_SIDE:
@@ -161,11 +162,10 @@ def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool
     coarse = estimator.coarse(gray)
     mask = face_mask(size, crop_scale)
     if estimator.fitting:
-        masks = torch.from_numpy(mask).expand(len(boxes), 1, size, size)
-        refined = estimator.fit(gray, coarse, masks).cpu()
+        face_normals = estimator.fit(gray, coarse, torch.from_numpy(mask).expand(len(boxes), 1, size, size)).cpu()
     else:
-        refined = estimator.refine(gray, coarse).cpu()
-    faces = [FacePrediction(box, transform, crop, coarse[i].cpu(), refined[i], mask)
+        face_normals = estimator.refine(gray, coarse).cpu()
+    faces = [FacePrediction(box, transform, crop, coarse[i].cpu(), face_normals[i], mask)
              for i, (box, transform, crop) in enumerate(zip(boxes, transforms, crops))]
     normals, full_mask = paste_back(faces, (height, width))
     return Prediction(image, faces, normals, full_mask)
