@@ -87,19 +87,18 @@ def adam_on_normals(loss: Callable[[torch.Tensor], torch.Tensor], start: torch.T
     return normals.detach()
 
 
-def fit_normals(settings: FitSettings, exemplar: torch.Tensor, gray: torch.Tensor, mask: torch.Tensor,
-                objective: RefinementObjective | None = None) -> torch.Tensor:
+def fit_normals(settings: FitSettings, exemplar: torch.Tensor, gray: torch.Tensor, mask: torch.Tensor
+                ) -> torch.Tensor:
     """Each face's normals fitted to its grey image, from its exemplar (module docstring).
 
     exemplar: B x 3 x H x W unit; gray: B x 1 x H x W in [0, 1]; mask: B x 1 x H x W face region.
-    Returns B x 3 x H x W unit normals (fp32, no gradient). ``objective``: ``settings.objective()``
-    built once by the caller, else here.
+    Returns B x 3 x H x W unit normals (fp32, no gradient).
     """
     if exemplar.dim() != 4 or exemplar.shape[1] != 3 or gray.shape[1:] != (1, *exemplar.shape[2:]) \
             or mask.shape != gray.shape or gray.shape[0] != exemplar.shape[0]:
         raise ValueError(f"fitting needs exemplar B x 3 x H x W, gray and mask B x 1 x H x W; got "
                          f"{tuple(exemplar.shape)}, {tuple(gray.shape)}, {tuple(mask.shape)}")
-    objective = objective or settings.objective()
+    objective = settings.objective()
     exemplar, gray, mask = exemplar.float(), gray.float(), mask.float()
 
     def summed_over_faces(normals: torch.Tensor) -> torch.Tensor:
