@@ -6,7 +6,8 @@
     browser.figure()        # the static grid of one selection (what papermill/nbval runs keep)
 
 The computing parts are plain functions (``browse_panels``) so they are testable without
-widgets; the widgets only call them and show the result as one PNG.
+widgets; the widgets only call them and show the result as one PNG. ``fitting`` settings
+(hffne_lib.fitting, beyond the paper) add the exemplar fitted to the image and its error.
 """
 from __future__ import annotations
 
@@ -22,13 +23,16 @@ from torch.utils.data import Dataset
 from .checkpoint import LATEST
 from .config import ExperimentConfig
 from .experiments import experiments
-from .figures import (FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, Prediction, albedo_of, angular_error_map,
-                      error_panel, face_mask, figure_title, light_label, normal_panel, photo_panel, predict,
-                      relit_panel, shading_panel, truth_of, truth_panel)
+from .figures import (FITTED_TITLE, FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, Prediction, albedo_of,
+                      angular_error_map, error_panel, face_mask, figure_title, fitting_note, light_label, normal_panel,
+                      photo_panel, predict, relit_panel, shading_panel, truth_of, truth_panel)
+from .fitting import FitSettings
 from .pipeline import NormalEstimator
 
-#: Panel names in display order (the ground-truth ones only for items that have a "normal").
-PANELS = ("input", "exemplar", "refined", "ground truth", "exemplar error", "refined error", "shading", "relit")
+#: Panel names in display order (the ground-truth ones only for items that have a "normal", the
+#: fitted ones only when the prediction has fitted normals).
+PANELS = ("input", "exemplar", "refined", "fitted", "ground truth", "exemplar error", "refined error", "fitted error",
+          "shading", "relit")
 
 #: Slider ranges of the light direction (degrees, see rendering.light_direction).
 AZIMUTH_RANGE = (-90.0, 90.0)
@@ -48,17 +52,21 @@ def panels_of(item: Item, prediction: Prediction, azimuth: float, elevation: flo
 
     "shading" is the refined normals' Lambertian shading (white albedo), "relit" the item's
     albedo (see figures.albedo_of) relit by albedo * (ambient + max(0, n . l)); both under the
-    light (azimuth, elevation) in degrees. Items without ground truth get no truth/error panels.
+    light (azimuth, elevation) in degrees. Items without ground truth get no truth/error panels,
+    predictions without fitted normals no fitted panels.
     """
     mask = face_mask(item)
     coarse, refined = prediction.coarse[0], prediction.refined[0]
+    stages = {"exemplar": coarse, "refined": refined}
+    if prediction.fitted is not None:
+        stages["fitted"] = prediction.fitted[0]
     albedo, _ = albedo_of(item, refined)
-    panels = {"input": photo_panel(item), "exemplar": normal_panel(coarse), "refined": normal_panel(refined)}
+    panels = {"input": photo_panel(item), **{stage: normal_panel(normals) for stage, normals in stages.items()}}
     if "normal" in item:
         truth = truth_of(item)
         panels["ground truth"] = truth_panel(item)
-        panels["exemplar error"] = error_panel(angular_error_map(coarse, truth, mask))
-        panels["refined error"] = error_panel(angular_error_map(refined, truth, mask))
+        for stage, normals in stages.items():
+            panels[f"{stage} error"] = error_panel(angular_error_map(normals, truth, mask))
     panels["shading"] = shading_panel(refined, mask, azimuth, elevation)
     panels["relit"] = relit_panel(albedo, refined, mask, azimuth, elevation, ambient)
     return panels
@@ -66,8 +74,9 @@ def panels_of(item: Item, prediction: Prediction, azimuth: float, elevation: flo
 
 def browse_panels(estimator: NormalEstimator, item: Item, azimuth: float, elevation: float,
                   ambient: float = RELIGHT_AMBIENT) -> dict[str, np.ndarray]:
-    """Run ``estimator`` on one item and return its panels (see ``panels_of``)."""
-    return panels_of(item, predict(estimator, [item]), azimuth, elevation, ambient)
+    """Run ``estimator`` on one item (fitting too when ``estimator.fitting`` is set) and return its
+    panels (see ``panels_of``)."""
+    return panels_of(item, predict(estimator, [item], fit=True), azimuth, elevation, ambient)
 
 
 def panels_figure(panels: Mapping[str, np.ndarray], title: str) -> Figure:
@@ -75,7 +84,7 @@ def panels_figure(panels: Mapping[str, np.ndarray], title: str) -> Figure:
     in degrees when there are error panels."""
     grid = PanelGrid(1, len(panels), title)
     for col, (name, image) in enumerate(panels.items()):
-        grid.show(0, col, image, name)
+        grid.show(0, col, image, FITTED_TITLE if name == "fitted" else name)
     if "refined error" in panels:
         grid.error_colorbar()
     return grid.figure
@@ -105,24 +114,27 @@ class ResultsBrowser:
     """Split x sample x variant browser over datasets and lazily loaded estimators.
 
     datasets: split name -> dataset; load_variant: variant name -> NormalEstimator (called once
-    per variant, then cached); variants: the names to offer; preset: for the titles.
+    per variant, then cached); variants: the names to offer; preset: for the titles; fitting:
+    settings every variant's exemplar is also fitted with (beyond the paper), None for none.
     """
 
     def __init__(self, datasets: Mapping[str, Dataset], load_variant: Callable[[str], NormalEstimator],
-                 variants: Sequence[str], preset: str):
+                 variants: Sequence[str], preset: str, fitting: FitSettings | None = None):
         if not datasets or not variants:
             raise ValueError("ResultsBrowser needs at least one split and one variant")
         self.datasets = dict(datasets)
         self.load_variant = load_variant
         self.variants = list(variants)
         self.preset = preset
+        self.fitting = fitting
         self._estimators: dict[str, NormalEstimator] = {}
         self._last: tuple[tuple[str, str, int], Prediction] | None = None   # the current selection's
 
     def estimator(self, variant: str) -> NormalEstimator:
-        """The variant's estimator, loaded on first use."""
+        """The variant's estimator, loaded on first use, with the browser's fitting settings."""
         if variant not in self._estimators:
             self._estimators[variant] = self.load_variant(variant)
+            self._estimators[variant].fitting = self.fitting
         return self._estimators[variant]
 
     def panels(self, split: str, index: int, variant: str, azimuth: float, elevation: float) -> dict[str, np.ndarray]:
@@ -130,7 +142,7 @@ class ResultsBrowser:
         item = self.datasets[split][index]
         key = (variant, split, index)
         if self._last is None or self._last[0] != key:
-            self._last = (key, predict(self.estimator(variant), [item]))
+            self._last = (key, predict(self.estimator(variant), [item], fit=True))
         return panels_of(item, self._last[1], azimuth, elevation)
 
     def figure(self, split: str | None = None, index: int = 0, variant: str | None = None,
@@ -139,8 +151,9 @@ class ResultsBrowser:
         split = split or next(iter(self.datasets))
         variant = variant or self.variants[0]
         panels = self.panels(split, index, variant, azimuth, elevation)
-        what = f"{variant} on {split}[{index}], light {light_label(azimuth, elevation)}"
-        return panels_figure(panels, figure_title(what, self.preset, [self.estimator(variant)]))
+        estimator = self.estimator(variant)
+        what = f"{variant} on {split}[{index}], light {light_label(azimuth, elevation)}{fitting_note(estimator)}"
+        return panels_figure(panels, figure_title(what, self.preset, [estimator]))
 
     def widget(self) -> Any:
         """An ipywidgets box: split, sample, variant, azimuth and elevation controls over the grid."""

@@ -8,7 +8,8 @@ Items are dataset items (hffne_lib.data.FaceNormalDataset): dicts of unbatched t
 (ground truth), "mask" 1 x H x W, "albedo" 1 or 3 x H x W, "light", "identity", "pose".
 Normals follow hffne_lib.conventions and are shown in its RGB encoding; angles are degrees.
 Every figure's title names the preset and says when the VGG19 inside the estimator was a random
-stand-in (``estimator.provenance["vgg_weights"]``).
+stand-in (``estimator.provenance["vgg_weights"]``). Figs. 3 and 6 add a column of the exemplar fitted
+to each image (hffne_lib.fitting, beyond the paper) when the estimator has ``fitting`` settings.
 
 The panel builders (``normal_panel``, ``error_panel``, ``shading_panel``, ``relit_panel``...)
 return H x W x 3 arrays and are shared with hffne_lib.browse.
@@ -82,10 +83,12 @@ def figure_title(what: str, preset: str, estimators: Iterable[NormalEstimator]) 
 # ----------------------------------------------------------------------------- predictions
 @dataclass
 class Prediction:
-    """Both stages' normals for a batch of items, B x 3 x H x W, zero outside the items' masks."""
+    """Both stages' normals for a batch of items, B x 3 x H x W, zero outside the items' masks;
+    ``fitted``: the exemplars fitted to the images (beyond the paper), or None."""
 
     coarse: torch.Tensor
     refined: torch.Tensor
+    fitted: torch.Tensor | None = None
 
 
 def stack(items: Sequence[Item], key: str) -> torch.Tensor:
@@ -103,13 +106,28 @@ def face_mask(item: Item) -> torch.Tensor:
     return torch.ones_like(torch.as_tensor(item["gray"]), dtype=torch.bool)
 
 
-def predict(estimator: NormalEstimator, items: Sequence[Item]) -> Prediction:
-    """Coarse exemplar and refined normals of the items, masked to their faces."""
+def predict(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False) -> Prediction:
+    """Coarse exemplar and refined normals of the items, masked to their faces; with ``fit`` and
+    ``estimator.fitting`` set, also the exemplars fitted to the images inside those masks."""
     gray = stack(items, "gray")
     masks = torch.stack([face_mask(item) for item in items])
     coarse = estimator.coarse(gray)
     refined = estimator.refine(gray, coarse)
-    return Prediction(apply_mask(coarse.cpu(), masks), apply_mask(refined.cpu(), masks))
+    fitted = None
+    if fit and estimator.fitting is not None:
+        fitted = apply_mask(estimator.fit(gray, coarse, masks.float()).cpu(), masks)
+    return Prediction(apply_mask(coarse.cpu(), masks), apply_mask(refined.cpu(), masks), fitted)
+
+
+def fitting_note(estimator: NormalEstimator) -> str:
+    """" + fitted in N steps (beyond the paper)" for the titles of figures that show the fit."""
+    if estimator.fitting is None:
+        return ""
+    return f" + exemplar fitted to the image in {estimator.fitting.steps} steps (beyond the paper)"
+
+
+#: Panel title of the fitted normals.
+FITTED_TITLE = "fitted\n(beyond the paper)"
 
 
 # ----------------------------------------------------------------------------- panels
@@ -265,16 +283,21 @@ def _error_title(stage: str, error: torch.Tensor) -> str:
 
 # ----------------------------------------------------------------------------- figures
 def figure_exemplar_vs_refined(estimator: NormalEstimator, items: Sequence[Item], preset: str) -> Figure:
-    """Fig. 3: per item (row) the input, the coarse exemplar, the refined normals and, when every
-    item has one, the ground truth. 3 or 4 panels per row."""
-    pred = predict(estimator, items)
+    """Fig. 3: per item (row) the input, the coarse exemplar, the refined normals, the fitted
+    normals when ``estimator.fitting`` is set and, when every item has one, the ground truth.
+    3 to 5 panels per row."""
+    pred = predict(estimator, items, fit=True)
+    with_fit = pred.fitted is not None
     with_truth = all("normal" in item for item in items)
-    grid = PanelGrid(len(items), 3 + with_truth,
-                     figure_title("Fig. 3 analogue: coarse exemplar vs refined normals", preset, [estimator]))
+    grid = PanelGrid(len(items), 3 + with_fit + with_truth,
+                     figure_title("Fig. 3 analogue: coarse exemplar vs refined normals" + fitting_note(estimator),
+                                  preset, [estimator]))
     for row, item in enumerate(items):
         show_stages(grid, row, item, pred)
+        if with_fit:
+            grid.show(row, 3, normal_panel(pred.fitted[row]), FITTED_TITLE)
         if with_truth:
-            grid.show(row, 3, truth_panel(item), "ground truth")
+            grid.show(row, 3 + with_fit, truth_panel(item), "ground truth")
     grid.label_rows(item_labels(items))
     return grid.figure
 
@@ -304,19 +327,24 @@ def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: st
 
 def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset: str) -> Figure:
     """Fig. 6 (lab split): per item the input, the ground truth, the exemplar and its angular error,
-    the refined normals and theirs (6 panels a row), one shared colour bar in degrees."""
-    pred = predict(estimator, items)
-    grid = PanelGrid(len(items), 6, figure_title("Fig. 6 analogue: angular error maps, coarse vs refined",
-                                                  preset, [estimator]))
+    the refined normals and theirs [, the fitted normals and theirs when ``estimator.fitting`` is
+    set] (6 or 8 panels a row), one shared colour bar in degrees."""
+    pred = predict(estimator, items, fit=True)
+    stages = {"exemplar": pred.coarse, "refined": pred.refined}
+    if pred.fitted is not None:
+        stages["fitted"] = pred.fitted
+    grid = PanelGrid(len(items), 2 + 2 * len(stages),
+                     figure_title("Fig. 6 analogue: angular error maps, coarse vs refined" + fitting_note(estimator),
+                                  preset, [estimator]))
     for row, item in enumerate(items):
         mask = face_mask(item)
         truth = truth_of(item)
         grid.show(row, 0, photo_panel(item), "input")
         grid.show(row, 1, truth_panel(item), "ground truth")
-        for col, (stage, normals) in zip((2, 4), (("exemplar", pred.coarse[row]), ("refined", pred.refined[row]))):
-            error = angular_error_map(normals, truth, mask)
-            grid.show(row, col, normal_panel(normals), stage)
-            grid.show(row, col + 1, error_panel(error), _error_title(stage, error))
+        for col, (stage, normals) in enumerate(stages.items()):
+            error = angular_error_map(normals[row], truth, mask)
+            grid.show(row, 2 + 2 * col, normal_panel(normals[row]), FITTED_TITLE if stage == "fitted" else stage)
+            grid.show(row, 3 + 2 * col, error_panel(error), _error_title(stage, error))
     grid.label_rows(item_labels(items))
     grid.error_colorbar()
     return grid.figure

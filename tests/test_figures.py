@@ -12,6 +12,7 @@ from hffne_lib import figures
 from hffne_lib.coarse import UNetGenerator
 from hffne_lib.conventions import normalize, shade_lambertian
 from hffne_lib.data import LIGHT_FIELDS
+from hffne_lib.fitting import FitSettings
 from hffne_lib.pipeline import NormalEstimator
 from hffne_lib.refiner import Refiner, RefinerConfig
 from hffne_lib.rendering import light_direction
@@ -89,6 +90,26 @@ def test_single_estimator_figures_have_their_panels(estimator, items):
         fig = draw(estimator, items, "ci")
         assert image_panels(fig) == panels, draw.__name__
         assert_titled(fig)
+
+
+def test_figures_3_and_6_add_the_fitted_exemplar_when_the_estimator_fits(items):
+    fitting = tiny_estimator()
+    fitting.fitting = FitSettings(steps=2)
+    prediction = figures.predict(fitting, items, fit=True)
+    gray = figures.stack(items, "gray")
+    masks = torch.stack([figures.face_mask(item) for item in items])
+    expected = fitting.fit(gray, fitting.coarse(gray), masks.float()) * masks
+    assert torch.equal(prediction.fitted, expected) and not torch.equal(prediction.fitted, prediction.coarse)
+    assert figures.predict(fitting, items).fitted is None                  # only when asked
+    assert figures.predict(tiny_estimator(), items, fit=True).fitted is None  # and when settings exist
+    fig3 = figures.figure_exemplar_vs_refined(fitting, items, "ci")
+    fig6 = figures.figure_error_maps(fitting, items, "ci")
+    assert image_panels(fig3) == 5 * len(items) and image_panels(fig6) == 8 * len(items)
+    for fig in (fig3, fig6):
+        assert_titled(fig)
+        assert "fitted to the image in 2 steps (beyond the paper)" in fig._suptitle.get_text()
+    assert fig3.axes[3].get_title() == figures.FITTED_TITLE and fig3.axes[4].get_title() == "ground truth"
+    assert fig6.axes[7].get_title().startswith("fitted err\nmean")
 
 
 def test_real_faces_figure_without_ground_truth(estimator, items):
