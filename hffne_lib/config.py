@@ -136,6 +136,12 @@ class ExperimentConfig:
     # average smooths that and ends 3,000 cpu-preset iterations a little ahead, but lags early on
     # (docs/beyond_the_paper.md, "Where the milestone swings come from").
     refine_ema_halflife: float = 0.0
+    # BEYOND THE PAPER (off by default): > 0 makes the smooth-L1 target (and the shading term's
+    # lighting reference) each face's exemplar fitted to its image in this many Adam steps
+    # (hffne_lib.fitting, FitSettings' other defaults), not the exemplar itself: the refiner learns
+    # to predict test-time fitting's correction, so inference needs no fit (docs/beyond_the_paper.md,
+    # "Distilling the fit into a refiner").
+    fit_target_steps: int = 0
     # run
     seed: int = 0
     device: str = "cpu"
@@ -173,6 +179,8 @@ class ExperimentConfig:
             raise ValueError(f"integrability_warmup is a fraction of refine_iters in [0, 1], got {self.integrability_warmup}")
         if self.refine_ema_halflife < 0:
             raise ValueError(f"refine_ema_halflife is a half-life in iterations >= 0 (0: off), got {self.refine_ema_halflife}")
+        if self.fit_target_steps < 0:
+            raise ValueError(f"fit_target_steps is a number of Adam steps >= 0 (0: off), got {self.fit_target_steps}")
         if self.supervised_loss not in ("l1", "cosine"):
             raise ValueError(f"supervised_loss must be 'l1' or 'cosine', got {self.supervised_loss!r}")
         unknown = [s for s in self.refine_splits if s not in REFINE_SPLITS]

@@ -45,6 +45,7 @@ from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, m
                          save_checkpoint, set_rng_state)
 from .config import ExperimentConfig, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
+from .fitting import FitSettings, fit_normals
 from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_normal_loss
 from .official import CheckpointError
 from .pipeline import NormalEstimator
@@ -534,7 +535,8 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     computed under no_grad in eval mode; unpaired runs give each face the exemplar of the next
     face in the batch. Loss: lambda_ref * smooth-L1(N, R) + perceptual_weight * relu1_2 L1 (the
     release's scale) [+ shading_weight * high-frequency shading + integrability_weight * curl;
-    reconstruction_sigma > 0 compares only low frequencies to the exemplar: all beyond the paper].
+    reconstruction_sigma > 0 compares only low frequencies to the exemplar; fit_target_steps > 0
+    replaces the exemplar by its fit to the image (hffne_lib.fitting): all beyond the paper].
     ``stage_name`` names the sub-folder, so variants can share one run_dir and one coarse stage.
     With ``cfg.eval_every`` > 0 the held-out ``eval_datasets`` (default: the benchmark's
     ``cfg.eval_splits``) are measured every that many iterations into ``<stage>/eval.csv``.
@@ -578,6 +580,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
                                                 for region in REGIONS for stage in (*STAGES, DETAIL_FREE)],
                        start, bool(measured))
     exemplar_info = {"path": str(coarse_path), "iteration": coarse_payload["iteration"]}
+    fit_target = FitSettings(steps=cfg.fit_target_steps) if cfg.fit_target_steps else None
 
     net.train()
     t0 = time.perf_counter()
@@ -587,11 +590,12 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
         gray, rgb, mask = to_device(batch, ("gray", "rgb", "mask"), cfg, rt)
         with torch.no_grad(), rt.autocast(cfg.amp):
             exemplar = coarse_net(gray).float()
+        target = exemplar if fit_target is None else fit_normals(fit_target, exemplar, gray, mask)
         if not cfg.paired:
-            exemplar = exemplar.roll(1, dims=0)
+            exemplar, target = exemplar.roll(1, dims=0), target.roll(1, dims=0)
         with rt.autocast(cfg.amp):
             refined = net(gray, exemplar).float()
-            losses = objective(refined, exemplar, rgb, gray, mask,
+            losses = objective(refined, target, rgb, gray, mask,
                                integrability_scale=linear_ramp(iteration, cfg.integrability_warmup * cfg.refine_iters))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()

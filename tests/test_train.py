@@ -10,8 +10,9 @@ import torch
 import torch.multiprocessing as mp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_refiner
+from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_coarse, load_refiner
 from hffne_lib.config import get_config
+from hffne_lib.fitting import FitSettings, fit_normals
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, Runtime, SeededBatchSampler, TimeBudgetReached,
                              ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, to_channels_last,
@@ -186,6 +187,31 @@ def test_integrability_warmup_ramps_its_weight_linearly_over_that_fraction_of_th
     assert torch.allclose(torch.tensor(log["loss"].values), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="integrability_warmup is a fraction of refine_iters in \\[0, 1\\], got 1.5"):
         tiny(integrability_warmup=1.5)
+
+
+def test_fit_target_makes_the_exemplars_fit_the_target_and_leaves_the_exemplar_the_input(tmp_path):
+    """A residual refiner outputs its input exemplar before its first step, so the first logged
+    reconstruction term is 0 with the exemplar as target, and smooth-L1(exemplar, its fit) with
+    fit_target_steps: the fit is the target, the exemplar still the input."""
+    cfg = tiny(refiner__residual=True, refine_iters=1)
+    train_coarse(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    first = {}
+    for steps in (0, 3):
+        stage = f"fit{steps}"
+        train_refiner(tiny(refiner__residual=True, refine_iters=1, fit_target_steps=steps), tmp_path,
+                      stage_name=stage, dataset=RandomFaces(), progress=False)
+        first[steps] = read_log(tmp_path / stage / "log.csv")["reconstruction"].loc[1]
+    faces = RandomFaces()
+    batch = next(iter(SeededBatchSampler(len(faces), cfg.refine_batch, cfg.seed, 0, 1)))
+    gray, mask = faces.gray[batch], faces.mask[batch]
+    coarse, _ = load_coarse(tmp_path / "coarse" / "latest.pt")
+    with torch.no_grad():
+        exemplar = coarse(gray)
+    expected = torch.nn.functional.smooth_l1_loss(exemplar, fit_normals(FitSettings(steps=3), exemplar, gray, mask))
+    assert first[0] < 1e-12 and expected > 1e-7
+    assert first[3] == pytest.approx(float(expected), rel=1e-4)
+    with pytest.raises(ValueError, match="fit_target_steps is a number of Adam steps >= 0"):
+        tiny(fit_target_steps=-1)
 
 
 def test_weight_average_decays_with_a_ramped_half_life_over_weights_and_batchnorm_statistics():
