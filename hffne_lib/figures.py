@@ -120,7 +120,8 @@ def predict(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False
 
 
 def fitting_note(estimator: NormalEstimator) -> str:
-    """" + fitted in N steps (beyond the paper)" for the titles of figures that show the fit."""
+    """" + exemplar fitted to the image in N steps (beyond the paper)" for the titles of figures that
+    show the fit; "" when ``estimator.fitting`` is None."""
     if estimator.fitting is None:
         return ""
     return f" + exemplar fitted to the image in {estimator.fitting.steps} steps (beyond the paper)"
