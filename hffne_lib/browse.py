@@ -23,9 +23,9 @@ from torch.utils.data import Dataset
 from .checkpoint import LATEST
 from .config import ExperimentConfig
 from .experiments import experiments
-from .figures import (FITTED_TITLE, FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, Prediction, albedo_of,
-                      angular_error_map, error_panel, face_mask, figure_title, fitting_note, light_label, normal_panel,
-                      photo_panel, predict, relit_panel, shading_panel, truth_of, truth_panel)
+from .figures import (FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, Prediction, albedo_of, angular_error_map,
+                      error_panel, face_mask, figure_title, fitting_note, light_label, normal_panel, photo_panel,
+                      predict, relit_panel, shading_panel, stage_title, truth_of, truth_panel)
 from .fitting import FitSettings
 from .pipeline import NormalEstimator
 
@@ -56,10 +56,8 @@ def panels_of(item: Item, prediction: Prediction, azimuth: float, elevation: flo
     predictions without fitted normals no fitted panels.
     """
     mask = face_mask(item)
-    coarse, refined = prediction.coarse[0], prediction.refined[0]
-    stages = {"exemplar": coarse, "refined": refined}
-    if prediction.fitted is not None:
-        stages["fitted"] = prediction.fitted[0]
+    stages = {stage: normals[0] for stage, normals in prediction.stages().items()}
+    refined = stages["refined"]
     albedo, _ = albedo_of(item, refined)
     panels = {"input": photo_panel(item), **{stage: normal_panel(normals) for stage, normals in stages.items()}}
     if "normal" in item:
@@ -84,7 +82,7 @@ def panels_figure(panels: Mapping[str, np.ndarray], title: str) -> Figure:
     in degrees when there are error panels."""
     grid = PanelGrid(1, len(panels), title)
     for col, (name, image) in enumerate(panels.items()):
-        grid.show(0, col, image, FITTED_TITLE if name == "fitted" else name)
+        grid.show(0, col, image, stage_title(name))
     if "refined error" in panels:
         grid.error_colorbar()
     return grid.figure

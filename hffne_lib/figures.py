@@ -90,6 +90,13 @@ class Prediction:
     refined: torch.Tensor
     fitted: torch.Tensor | None = None
 
+    def stages(self) -> dict[str, torch.Tensor]:
+        """Stage name ("exemplar", "refined"[, "fitted"]) -> its B x 3 x H x W normals, in display order."""
+        stages = {"exemplar": self.coarse, "refined": self.refined}
+        if self.fitted is not None:
+            stages["fitted"] = self.fitted
+        return stages
+
 
 def stack(items: Sequence[Item], key: str) -> torch.Tensor:
     """One key of several items as a batch: C x H x W each -> B x C x H x W (float)."""
@@ -129,6 +136,11 @@ def fitting_note(estimator: NormalEstimator) -> str:
 
 #: Panel title of the fitted normals.
 FITTED_TITLE = "fitted\n(beyond the paper)"
+
+
+def stage_title(stage: str) -> str:
+    """Panel title of a stage's normals: its name, the fitted one labelled beyond the paper."""
+    return FITTED_TITLE if stage == "fitted" else stage
 
 
 # ----------------------------------------------------------------------------- panels
@@ -296,7 +308,7 @@ def figure_exemplar_vs_refined(estimator: NormalEstimator, items: Sequence[Item]
     for row, item in enumerate(items):
         show_stages(grid, row, item, pred)
         if with_fit:
-            grid.show(row, 3, normal_panel(pred.fitted[row]), FITTED_TITLE)
+            grid.show(row, 3, normal_panel(pred.fitted[row]), stage_title("fitted"))
         if with_truth:
             grid.show(row, 3 + with_fit, truth_panel(item), "ground truth")
     grid.label_rows(item_labels(items))
@@ -315,8 +327,8 @@ def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: st
     labels = []
     for i, item in enumerate(items):
         mask = face_mask(item)
-        for offset, (stage, normals) in enumerate((("exemplar", pred.coarse[i]), ("refined", pred.refined[i]))):
-            row = 2 * i + offset
+        for offset, (stage, batch) in enumerate(pred.stages().items()):
+            row, normals = 2 * i + offset, batch[i]
             grid.show(row, 0, photo_panel(item), "input")
             grid.show(row, 1, normal_panel(normals), stage)
             for col, (azimuth, elevation) in enumerate(lights, start=2):
@@ -330,10 +342,7 @@ def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset:
     """Fig. 6 (lab split): per item the input, the ground truth, the exemplar and its angular error,
     the refined normals and theirs [, the fitted normals and theirs when ``estimator.fitting`` is
     set] (6 or 8 panels a row), one shared colour bar in degrees."""
-    pred = predict(estimator, items, fit=True)
-    stages = {"exemplar": pred.coarse, "refined": pred.refined}
-    if pred.fitted is not None:
-        stages["fitted"] = pred.fitted
+    stages = predict(estimator, items, fit=True).stages()
     grid = PanelGrid(len(items), 2 + 2 * len(stages),
                      figure_title("Fig. 6 analogue: angular error maps, coarse vs refined" + fitting_note(estimator),
                                   preset, [estimator]))
@@ -344,7 +353,7 @@ def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset:
         grid.show(row, 1, truth_panel(item), "ground truth")
         for col, (stage, normals) in enumerate(stages.items()):
             error = angular_error_map(normals[row], truth, mask)
-            grid.show(row, 2 + 2 * col, normal_panel(normals[row]), FITTED_TITLE if stage == "fitted" else stage)
+            grid.show(row, 2 + 2 * col, normal_panel(normals[row]), stage_title(stage))
             grid.show(row, 3 + 2 * col, error_panel(error), _error_title(stage, error))
     grid.label_rows(item_labels(items))
     grid.error_colorbar()
