@@ -320,15 +320,15 @@ def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: st
     """Fig. 4: two rows per item, the coarse exemplar's and the refined normals' Lambertian shading
     (white albedo) under each light (azimuth, elevation in degrees); columns input, normals, one
     per light. 2 * len(items) rows of 2 + len(lights) panels."""
-    pred = predict(estimator, items)
-    grid = PanelGrid(2 * len(items), 2 + len(lights),
+    stages = predict(estimator, items).stages()
+    grid = PanelGrid(len(stages) * len(items), 2 + len(lights),
                      figure_title("Fig. 4 analogue: normals and Lambertian shading under several lights",
                                   preset, [estimator]))
     labels = []
     for i, item in enumerate(items):
         mask = face_mask(item)
-        for offset, (stage, batch) in enumerate(pred.stages().items()):
-            row, normals = 2 * i + offset, batch[i]
+        for offset, (stage, batch) in enumerate(stages.items()):
+            row, normals = len(stages) * i + offset, batch[i]
             grid.show(row, 0, photo_panel(item), "input")
             grid.show(row, 1, normal_panel(normals), stage)
             for col, (azimuth, elevation) in enumerate(lights, start=2):
