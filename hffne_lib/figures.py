@@ -317,9 +317,9 @@ def figure_exemplar_vs_refined(estimator: NormalEstimator, items: Sequence[Item]
 
 def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                    lights: Sequence[tuple[float, float]] = DEFAULT_LIGHTS) -> Figure:
-    """Fig. 4: two rows per item, the coarse exemplar's and the refined normals' Lambertian shading
-    (white albedo) under each light (azimuth, elevation in degrees); columns input, normals, one
-    per light. 2 * len(items) rows of 2 + len(lights) panels."""
+    """Fig. 4: one row per stage and item (exemplar, refined, and fitted when the estimator fits),
+    each stage's Lambertian shading (white albedo) under each light (azimuth, elevation in degrees);
+    columns input, normals, one per light. len(stages) * len(items) rows of 2 + len(lights) panels."""
     stages = predict(estimator, items).stages()
     grid = PanelGrid(len(stages) * len(items), 2 + len(lights),
                      figure_title("Fig. 4 analogue: normals and Lambertian shading under several lights",
