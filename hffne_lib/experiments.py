@@ -204,8 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"hffne_lib.experiments: {err.args[0] if err.args else err}\n")
     known = experiments(cfg)
     if args.list:
+        name_width = max(map(len, known))
+        stage_width = max(len(experiment.stage) for experiment in known.values())
         for name, experiment in known.items():
-            print(f"{name:28s} {experiment.stage:22s} {experiment.label}")
+            print(f"{name:{name_width}s}  {experiment.stage:{stage_width}s}  {experiment.label}")
         return 0
     unknown = [name for name in args.runs or [] if name not in known]
     if unknown:

@@ -104,7 +104,11 @@ def test_experiments_command_trains_the_named_runs_where_the_notebooks_look(tmp_
     from hffne_lib.experiments import main
     args = ["--preset", "ci", "--data-root", str(tmp_path / "data"), "--results-root", str(tmp_path / "results"),
             "--no-progress", "--set", *[f"{k}={v}" for k, v in TINY.items()]]
-    assert main([*args, "--list"]) == 0 and "refiner_A1" in capsys.readouterr().out
+    assert main([*args, "--list"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert "refiner_A1" in "\n".join(listed)
+    stage_columns = {line.index(" refiner") for line in listed}  # every stage name starts in one column
+    assert len(stage_columns) == 1, listed
     assert main([*args, "--runs", "A1"]) == 0
     assert f"A1: {tmp_path / 'results' / 'runs' / 'ci' / 'refiner_A1' / 'latest.pt'}" in capsys.readouterr().out
     assert sorted(p.name for p in (tmp_path / "results" / "runs" / "ci").iterdir()) == ["coarse", "refiner_A1"]
