@@ -27,6 +27,7 @@ from typing import Any
 
 from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
+from .data.benchmark import DATA_FOLDER, benchmark_folder
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
 
@@ -61,7 +62,8 @@ class ExperimentConfig:
     name: str = "paper"
     # data
     data_preset: str = "paper"          # a hffne_lib.data BENCHMARK_PRESETS name
-    data_root: str = "data"             # where the benchmark is (built there when missing)
+    data_root: str = ""                 # where the benchmark is (built there when missing);
+                                        # "": data/synthetic_<data_preset>, where the data command puts it
     resolution: int = 256               # side of the square crops
     # architectures
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
@@ -158,6 +160,7 @@ class ExperimentConfig:
     vgg_path: str | None = None         # ImageNet VGG19 weights; None: HFFNE_VGG19_WEIGHTS / hub cache
 
     def __post_init__(self) -> None:
+        self.data_root = self.data_root or str(benchmark_folder(DATA_FOLDER, self.data_preset))
         if isinstance(self.coarse, dict):
             self.coarse = CoarseConfig(**self.coarse)
         if isinstance(self.refiner, dict):
@@ -244,8 +247,11 @@ def get_config(name: str, **overrides: Any) -> ExperimentConfig:
 
 
 def with_overrides(cfg: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
-    """A copy of any config with ``overrides`` applied (``coarse__x`` / ``refiner__x`` nest)."""
+    """A copy of any config with ``overrides`` applied (``coarse__x`` / ``refiner__x`` nest). A
+    data_root that was data_preset's default follows a new data_preset unless one is given too."""
     values = cfg.to_dict()
+    if "data_root" not in overrides and cfg.data_root == str(benchmark_folder(DATA_FOLDER, cfg.data_preset)):
+        values["data_root"] = ""
     for key, value in overrides.items():
         section, _, sub = key.partition("__")
         target = values[section] if sub else values

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import LATEST, milestone_path
 from .config import ExperimentConfig, get_config, with_overrides
+from .data.benchmark import DATA_FOLDER, benchmark_folder
 from .pipeline import NormalEstimator
 from .train import (EXIT_TIME_BUDGET, TimeBudgetReached, add_override_argument, add_time_budget_argument,
                     build_benchmark_first, deadline_after, parse_overrides, train_coarse, train_refiner)
@@ -83,13 +84,13 @@ def experiment_config(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
     return with_overrides(cfg, **known[name].overrides)
 
 
-def prepare(preset: str, data_root: str | os.PathLike = "data", results_root: str | os.PathLike = "results",
+def prepare(preset: str, data_root: str | os.PathLike = DATA_FOLDER, results_root: str | os.PathLike = "results",
             device: str | None = None, **overrides: Any) -> tuple[ExperimentConfig, Path]:
     """Notebook parameters -> (config, run directory). Every notebook calls this, so they agree:
     the benchmark lives in ``<data_root>/synthetic_<data preset>`` and the runs in
     ``<results_root>/runs/<preset>``."""
     cfg = get_config(preset, **({"device": device} if device else {}), **overrides)
-    cfg.data_root = str(Path(data_root) / f"synthetic_{cfg.data_preset}")
+    cfg.data_root = str(benchmark_folder(data_root, cfg.data_preset))
     return cfg, Path(results_root) / "runs" / preset
 
 
@@ -188,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.experiments", description=main.__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke", help="experiment preset (ci, smoke, cpu, gpu, paper)")
     parser.add_argument("--runs", nargs="*", metavar="NAME", help="row names (default: all); see --list")
-    parser.add_argument("--data-root", default="data", help="benchmarks live in <data-root>/synthetic_<data preset>")
+    parser.add_argument("--data-root", default=DATA_FOLDER, help="benchmarks live in <data-root>/synthetic_<data preset>")
     parser.add_argument("--results-root", default="results", help="runs go to <results-root>/runs/<preset>")
     parser.add_argument("--device", default=None, help="torch device (default: the preset's)")
     parser.add_argument("--list", action="store_true", help="print the run names and their labels, then stop")

@@ -1,12 +1,12 @@
 """Training loops for both stages, top to bottom.
 
-    cfg = get_config("ci", data_root="data")
+    cfg = get_config("ci")                                    # benchmark in data/synthetic_ci
     coarse_ckpt = train_coarse(cfg, "results/runs/ci")        # pix2pix on lab_train (ground truth)
     refiner_ckpt = train_refiner(cfg, "results/runs/ci")      # eq. 10 on images, no ground truth
 
 Command line (torchrun for several GPUs, or several CPU processes with the gloo backend):
 
-    python -m hffne_lib.train both --preset cpu --run-dir results/runs/cpu --set data_root=data
+    python -m hffne_lib.train both --preset cpu --run-dir results/runs/cpu    # data in data/synthetic_cpu
     torchrun --nproc_per_node 2 -m hffne_lib.train coarse --preset gpu --run-dir ...
 
 Every run writes ``<run_dir>/<stage>/latest.pt`` (and milestone checkpoints for the coarse stage)

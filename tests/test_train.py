@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import socket
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
@@ -11,7 +12,7 @@ import torch.multiprocessing as mp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_coarse, load_refiner
-from hffne_lib.config import get_config
+from hffne_lib.config import get_config, with_overrides
 from hffne_lib.fitting import FitSettings, fit_normals
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, Runtime, SeededBatchSampler, TimeBudgetReached,
@@ -333,6 +334,25 @@ def test_repeated_set_options_all_apply():
                                     "--set", "eval_every=250", "refiner__architecture=A1"])
     assert (cfg.data_root, cfg.eval_every, cfg.refiner.architecture) == ("elsewhere", 250, "A1")
     assert args.stage == "both" and cfg.name == "cpu"
+
+
+def test_the_default_data_root_is_where_the_data_command_builds(tmp_path, monkeypatch):
+    """Without data_root the training commands read data/synthetic_<data preset>: the data
+    command's default folder, so `python -m hffne_lib.data` then `... train` needs no --set."""
+    from hffne_lib.data import FaceNormalDataset
+    from hffne_lib.data.__main__ import main as data_main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "README.md").write_text("the repository's data/ holds a README")
+    assert data_main(["--preset", "ci", "--workers", "2", "--no-progress"]) == 0
+    _, cfg = parse_command_line(["both", "--preset", "smoke", "--run-dir", "runs/x"])
+    assert cfg.data_root == str(Path("data") / "synthetic_ci")
+    assert len(FaceNormalDataset(cfg.data_root, "lab_test")) > 0
+    assert get_config("cpu").data_root == str(Path("data") / "synthetic_cpu")
+    assert get_config("cpu", data_preset="gpu").data_root == str(Path("data") / "synthetic_gpu")  # follows
+    assert get_config("cpu", data_root="mine", data_preset="gpu").data_root == "mine"
+    assert with_overrides(get_config("cpu", data_root="mine"), data_preset="gpu").data_root == "mine"
 
 
 def test_channels_last_converts_the_conv_weights_and_keeps_the_refiners_5d_weights_and_outputs():

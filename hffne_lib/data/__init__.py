@@ -6,8 +6,8 @@ Real: ``load_image``, face detection and crops (``detect_faces``, ``crop_face``,
 ``prepare_face_folder``), Photoface captures (``photometric_stereo``, ``prepare_photoface``)
 and scans (``read_mesh``, ``render_mesh_normals``, ``prepare_scan_folder``).
 """
-from .benchmark import (BENCHMARK_PRESETS, SPLITS, BenchmarkConfig, build_benchmark, manifest_hash,
-                        plan_splits, summarize_manifest)
+from .benchmark import (BENCHMARK_PRESETS, DATA_FOLDER, SPLITS, BenchmarkConfig, benchmark_folder, build_benchmark,
+                        manifest_hash, plan_splits, summarize_manifest)
 from .dataset import FaceNormalDataset, preview_grid, stereo_error
 from .faces import (CropTransform, DetectorUnavailableError, FaceBox, aligned_box, crop_face, detect_faces,
                     prepare_face_folder, uncrop)
@@ -21,7 +21,7 @@ from .sfm import SurreyFaceModel
 from .synthetic import LAB_LIGHTS, LIGHT_FIELDS, make_identity, render_sample
 
 __all__ = [
-    "BENCHMARK_PRESETS", "SPLITS", "BenchmarkConfig", "build_benchmark", "manifest_hash", "plan_splits",
+    "BENCHMARK_PRESETS", "DATA_FOLDER", "SPLITS", "BenchmarkConfig", "benchmark_folder", "build_benchmark", "manifest_hash", "plan_splits",
     "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform",
     "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
     "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",

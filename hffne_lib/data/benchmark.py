@@ -33,6 +33,14 @@ MANIFEST, BUILD_FILE = "manifest.json", "build.json"
 SPLITS = ("lab_train", "lab_test", "wild_train", "wild_test", "scans")
 #: Identity ids are global: role offset + index within the role.
 ROLE_OFFSETS = {"lab": 0, "wild": 1_000_000, "scans": 2_000_000}
+#: The folder that holds the benchmarks unless told otherwise (relative to the working directory).
+DATA_FOLDER = "data"
+
+
+def benchmark_folder(parent: str | os.PathLike, preset: str) -> Path:
+    """Where data preset ``preset``'s benchmark lives inside ``parent``: parent/synthetic_<preset>.
+    Every default (the data command, the configs, the notebooks) goes through here."""
+    return Path(parent) / f"synthetic_{preset}"
 
 
 @dataclass(frozen=True)
