@@ -22,6 +22,8 @@ so every preset trains the paper's method unless told otherwise.
 from __future__ import annotations
 
 import dataclasses
+import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -252,11 +254,27 @@ def with_overrides(cfg: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
     values = cfg.to_dict()
     if "data_root" not in overrides and cfg.data_root == str(benchmark_folder(DATA_FOLDER, cfg.data_preset)):
         values["data_root"] = ""
+    declared = typing.get_type_hints(ExperimentConfig)
     for key, value in overrides.items():
-        section, _, sub = key.partition("__")
-        target = values[section] if sub else values
-        leaf = sub or key
-        if section not in values or leaf not in target:
+        section, _, leaf = key.partition("__")
+        nested = bool(leaf) and dataclasses.is_dataclass(declared.get(section))
+        target, kinds = (values[section], typing.get_type_hints(declared[section])) if nested else (values, declared)
+        leaf = leaf if nested else key
+        if leaf not in kinds:
             raise KeyError(f"unknown config field {key!r}")
-        target[leaf] = value
+        target[leaf] = checked_override(key, value, kinds[leaf])
     return ExperimentConfig.from_dict(values)
+
+
+def checked_override(key: str, value: Any, kind: Any) -> Any:
+    """``value`` for the field ``key`` declared as ``kind`` (a type, or a union with None). A list
+    stands for a tuple, an int for a float; anything else of another type raises a one-line ValueError."""
+    for option in typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,):
+        base = typing.get_origin(option) or option
+        if base is tuple and isinstance(value, (tuple, list)):
+            return tuple(value)
+        if base is float and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return value
+        if isinstance(value, base) and not (base is int and isinstance(value, bool)):
+            return value
+    raise ValueError(f"setting {key} takes {kind.__name__ if isinstance(kind, type) else kind}, got {value!r}")

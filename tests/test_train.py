@@ -336,6 +336,26 @@ def test_repeated_set_options_all_apply():
     assert args.stage == "both" and cfg.name == "cpu"
 
 
+@pytest.mark.parametrize("setting, message", [
+    ("refine_iters=abc", "setting refine_iters takes int, got 'abc'"),
+    ("coarse_iters=3.5", "setting coarse_iters takes int, got 3.5"),
+    ("amp=yes", "setting amp takes bool, got 'yes'"),
+    ("paired=1", "setting paired takes bool, got 1"),
+    ("refiner__base_width=wide", "setting refiner__base_width takes int, got 'wide'"),
+    ("vgg_path=3", "setting vgg_path takes str | None, got 3"),
+    ("seed__name=x", "unknown config field 'seed__name'"),
+])
+def test_a_setting_of_the_wrong_type_is_refused_in_one_line(setting, message, capsys):
+    with pytest.raises(SystemExit) as bad:
+        parse_command_line(["both", "--preset", "cpu", "--run-dir", "runs/x", "--set", setting])
+    assert bad.value.code == 2 and capsys.readouterr().err == f"python -m hffne_lib.train: {message}\n"
+
+
+def test_settings_take_a_number_for_a_float_a_list_for_a_tuple_and_none_where_allowed():
+    cfg = get_config("cpu", shading_weight=3, coarse_milestones=[6, 300], exemplar_iteration=None, vgg_path="/w.pth")
+    assert (cfg.shading_weight, cfg.coarse_milestones, cfg.exemplar_iteration, cfg.vgg_path) == (3, (6, 300), None, "/w.pth")
+
+
 def test_the_default_data_root_is_where_the_data_command_builds(tmp_path, monkeypatch):
     """Without data_root the training commands read data/synthetic_<data preset>: the data
     command's default folder, so `python -m hffne_lib.data` then `... train` needs no --set."""
