@@ -247,8 +247,9 @@ def manifest_path(root: str | os.PathLike) -> Path:
     """root/manifest.json, or a one-line FileNotFoundError saying how to make it."""
     path = Path(root) / MANIFEST
     if not path.is_file():
-        raise FileNotFoundError(f"no benchmark at {root}: run hffne_lib.data.build_benchmark({str(root)!r}, 'ci') "
-                                f"or notebooks/00_data_prep.ipynb first")
+        raise FileNotFoundError(f"no benchmark at {root}: build it first with python -m hffne_lib.data --preset "
+                                f"PRESET --root {root} (PRESET: the data preset it is for, {', '.join(BENCHMARK_PRESETS)}) "
+                                f"or notebooks/00_data_prep.ipynb")
     return path
 
 
