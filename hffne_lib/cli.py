@@ -16,6 +16,8 @@ from pathlib import Path
 from .official import CheckpointError
 
 EXIT_OK, EXIT_NOTHING_DONE, EXIT_USAGE = 0, 1, 2
+#: What ``hffne compare --out`` writes (name: format); an earlier comparison is kept unless ``--overwrite``.
+COMPARISON_FILES = {"per_image": "csv", "overall": "csv", "comparison": "png"}
 
 
 def add_predict_parser(commands: argparse._SubParsersAction) -> None:
@@ -51,6 +53,7 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("ref_dir", metavar="REF_DIR", help="reference normal map PNGs, named as the photos")
     parser.add_argument("--images", metavar="DIR", help="the photos, for the figure's input column")
     parser.add_argument("--out", metavar="DIR", help="write per_image.csv, overall.csv and comparison.png here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out")
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -80,11 +83,19 @@ def run_predict(args: argparse.Namespace) -> int:
 
 def run_compare(args: argparse.Namespace) -> int:
     from .compare import NO_SKILL, compare_folders, comparison_figure
+    from .predict import OutputExistsError, check_absent
 
     for folder in (args.pred_dir, args.ref_dir):
         if not Path(folder).is_dir():
             print(f"hffne compare: {folder}: no such folder", file=sys.stderr)
             return EXIT_USAGE
+    out = Path(args.out) if args.out else None
+    files = {name: out / f"{name}.{kind}" for name, kind in COMPARISON_FILES.items()} if out else {}
+    try:
+        check_absent([] if args.overwrite else files.values())
+    except OutputExistsError as err:
+        print(f"hffne compare: {err}", file=sys.stderr)
+        return EXIT_USAGE
     try:
         table, overall, pairs, problems = compare_folders(args.pred_dir, args.ref_dir)
     except ValueError as err:
@@ -96,13 +107,12 @@ def run_compare(args: argparse.Namespace) -> int:
     print(overall.round(2).to_string())
     print(f"agreement with the reference maps, not accuracy: neither is ground truth; a constant frontal "
           f"normal scores {overall.loc[NO_SKILL, 'mean']:.2f} deg offset-corrected (no skill)")
-    if args.out:
-        out = Path(args.out)
+    if out:
         out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(out / "per_image.csv")
-        overall.to_csv(out / "overall.csv")
-        comparison_figure(pairs, table, args.images).savefig(out / "comparison.png", dpi=80)
-        print(f"hffne compare: wrote {out}/per_image.csv, overall.csv, comparison.png")
+        table.to_csv(files["per_image"])
+        overall.to_csv(files["overall"])
+        comparison_figure(pairs, table, args.images).savefig(files["comparison"], dpi=80)
+        print(f"hffne compare: wrote {', '.join(str(path) for path in files.values())}")
     return EXIT_OK
 
 

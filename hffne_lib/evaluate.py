@@ -36,7 +36,10 @@ from .fitting import FitSettings
 from .metrics import DEFAULT_THRESHOLDS, FINE_BAND_SIGMA, fine_band_error, image_errors, per_image_table, summarize_errors
 from .official import CheckpointError
 from .pipeline import NormalEstimator
-from .predict import resolve_checkpoints
+from .predict import OutputExistsError, check_absent, resolve_checkpoints
+
+#: What ``--out`` receives; an earlier evaluation there is kept unless ``--overwrite``.
+EVALUATION_FILES = ("evaluation.csv", "evaluation.md", "evaluation.tex", "summary.csv")
 
 STAGES = ("coarse", "refined")
 #: BEYOND THE PAPER: the stage of an estimator with fitting settings (hffne_lib.fitting).
@@ -129,7 +132,8 @@ def compare(evaluations: dict[str, Evaluation], stages: Iterable[str] = STAGES, 
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m hffne_lib.evaluate``: a trained run on the benchmark's held-out splits. Returns
-    the exit code: 0, or 2 with one line for a bad checkpoint or a missing benchmark."""
+    the exit code: 0, or 2 with one line for a bad checkpoint, a missing benchmark or an earlier
+    evaluation in ``--out`` (kept unless ``--overwrite``)."""
     from .tables import write_tables           # here, not at the top: both modules import this one
     from .train import data_manifest_hash
 
@@ -148,17 +152,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--device", default="cpu", help="torch device (default cpu)")
     parser.add_argument("--out", metavar="DIR", help="write evaluation.csv/.md/.tex (means, with provenance) and "
                                                      "summary.csv (every statistic) here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier evaluation in --out")
     parser.add_argument("--no-progress", action="store_true")
     args = parser.parse_args(argv)
     start = time.perf_counter()
     try:
+        if args.out and not args.overwrite:
+            check_absent(Path(args.out) / name for name in EVALUATION_FILES)
         coarse_path, refiner_path = resolve_checkpoints(args.checkpoint)
         estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device)
         estimator.fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
         cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path, "config"))   # checked by the load above
         cfg.data_root = args.data_root or cfg.data_root
         datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
-    except (CheckpointError, FileNotFoundError, ValueError) as err:
+    except (CheckpointError, FileNotFoundError, OutputExistsError, ValueError) as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2
     result = evaluate_splits(estimator, datasets, progress=not args.no_progress)

@@ -109,7 +109,7 @@ up_to_date() {  # up_to_date OUTPUT CHECKPOINT: OUTPUT was made after CHECKPOINT
 evaluate() {  # evaluate STAGE_DIR NAME: errors into the staged NAME/
   up_to_date "$stage/$2/evaluation.md" "$1/latest.pt" && return 0
   timeout "$(limit)" "$py" -m hffne_lib.evaluate "$1" --data-root "$data_root" --device "$device" \
-    --fit-steps "${FIT_STEPS:-20}" --out "$stage/$2" --no-progress && pack
+    --fit-steps "${FIT_STEPS:-20}" --out "$stage/$2" --overwrite --no-progress && pack
 }
 step "train coarse ($preset)"
 train coarse $(( ($(remaining) - reserve) / 2 ))
@@ -133,7 +133,7 @@ elif [ -n "${REAL_FACES:-}" ] && [ -f "$run_dir/refiner/latest.pt" ] && [ "$(rem
   timeout "$(limit)" "$py" -m hffne_lib.cli predict "$REAL_FACES/images" --out "$stage/predictions" \
     --checkpoint "$run_dir" --device "$device" --no-progress --overwrite $aligned
   timeout "$(limit)" "$py" -m hffne_lib.cli compare "$stage/predictions" "$REAL_FACES/official_hffne_normals" \
-    --images "$REAL_FACES/images" --out "$stage/real_faces"
+    --images "$REAL_FACES/images" --out "$stage/real_faces" --overwrite
   # keep the comparison and one sheet per photo, not every output file
   [ -d "$stage/predictions" ] && find "$stage/predictions" -type f ! -name face0_sheet.png -delete
   pack

@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from hffne_lib.cli import EXIT_NOTHING_DONE, EXIT_OK, main
+from hffne_lib.cli import EXIT_NOTHING_DONE, EXIT_OK, EXIT_USAGE, main
 from hffne_lib.compare import (CORRECTED, NO_SKILL, PLAIN, Pair, compare_folders, compare_pairs,
                                comparison_figure, offset_corrected)
 from hffne_lib.conventions import normalize, to_uint8_image
@@ -89,6 +89,13 @@ def test_cli_writes_tables_and_figure(folders, capsys):
     out = capsys.readouterr().out
     assert code == EXIT_OK and "not accuracy" in out and "constant frontal normal scores" in out
     assert all((folders / "report" / f).is_file() for f in ("per_image.csv", "overall.csv", "comparison.png"))
+    (folders / "report" / "overall.csv").write_text("the user's own notes")
+    again = ["compare", str(folders / "pred"), str(folders / "refs"), "--out", str(folders / "report")]
+    assert main(again) == EXIT_USAGE
+    assert capsys.readouterr().err == f"hffne compare: {folders / 'report' / 'per_image.csv'} exists (use --overwrite)\n"
+    assert (folders / "report" / "overall.csv").read_text() == "the user's own notes"       # kept
+    assert main([*again, "--overwrite"]) == EXIT_OK
+    assert (folders / "report" / "overall.csv").read_text().startswith(",mean")
 
 
 def test_cli_nothing_to_compare(folders, capsys):

@@ -93,6 +93,13 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     assert "no benchmark at" in capsys.readouterr().err and not (tmp_path / "no_bench").exists()
     assert evaluate_main([str(tmp_path / "run"), "--fit-steps", "-1"]) == 2
     assert "steps >= 1" in capsys.readouterr().err
+    before = {path.name: path.read_bytes() for path in out.iterdir()}
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--out", str(out), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"python -m hffne_lib.evaluate: {out / 'evaluation.csv'} exists (use --overwrite)\n"
+    assert {path.name: path.read_bytes() for path in out.iterdir()} == before          # the earlier one is kept
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--out", str(out), "--no-progress",
+                          "--overwrite"]) == 0
+    assert set(pd.read_csv(out / "summary.csv")["split"]) == {"scans"}
     fitted = tmp_path / "fitted"
     assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--fit-steps", "2", "--out", str(fitted),
                           "--no-progress"]) == 0
