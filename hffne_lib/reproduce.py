@@ -3,6 +3,8 @@
     python -m hffne_lib.reproduce --preset smoke --device cpu --out results
 
 Executed notebooks go to <out>/notebooks; the notebooks themselves write tables and figures.
+A notebook that fails stops the run with one line naming it, the error and its executed copy
+(which holds the traceback); the same command then resumes, reusing every finished run.
 """
 from __future__ import annotations
 
@@ -11,7 +13,13 @@ import sys
 import time
 from pathlib import Path
 
+from .config import PRESETS
+
 NOTEBOOK_DIR = Path(__file__).resolve().parents[1] / "notebooks"
+
+
+class NotebookFailed(Exception):
+    """A notebook raised; the message names it, the error and its executed copy."""
 
 
 def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
@@ -24,7 +32,7 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
     """Execute the notebooks with papermill; returns the executed copies' paths. ``jobs`` > 1 is
     handed to the notebooks as parameter ``jobs`` (03 trains that many refinement runs at once);
     ``data_root`` (default: the notebooks' own, the repository's data/) as ``data_root``, the
-    folder that holds synthetic_<data preset>."""
+    folder that holds synthetic_<data preset>. Raises NotebookFailed at the first notebook that fails."""
     import papermill
 
     out = out.resolve()
@@ -39,9 +47,13 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
         target = executed_dir / notebook.name
         start = time.perf_counter()
         print(f"[reproduce] {notebook.name} (preset={preset}, device={device})", flush=True)
-        papermill.execute_notebook(str(notebook), str(target), kernel_name=kernel, cwd=str(notebook.parent),
-                                   parameters=parameters,
-                                   progress_bar=False)
+        try:
+            papermill.execute_notebook(str(notebook), str(target), kernel_name=kernel, cwd=str(notebook.parent),
+                                       parameters=parameters, progress_bar=False)
+        except papermill.PapermillExecutionError as err:
+            first_line = next(iter(str(err.evalue).splitlines()), "")
+            raise NotebookFailed(f"{notebook.name} failed in cell [{err.exec_count}] with {err.ename}: {first_line} "
+                                 f"(traceback in {target})") from None
         print(f"[reproduce] {notebook.name} done in {time.perf_counter() - start:.0f} s -> {target}", flush=True)
         done.append(target)
     if not done:
@@ -51,7 +63,7 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--preset", default="smoke", help="experiment preset (ci, smoke, cpu, gpu, paper)")
+    parser.add_argument("--preset", default="smoke", choices=list(PRESETS), help="experiment preset (default smoke)")
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
@@ -61,7 +73,15 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.exit(2, f"hffne_lib.reproduce: --jobs must be at least 1, got {args.jobs}\n")
-    run_all(args.preset, args.device, args.out, args.kernel, args.only, args.jobs, args.data_root)
+    names = [notebook.name for notebook in notebooks()]
+    unmatched = [prefix for prefix in args.only or [] if not any(name.startswith(prefix) for name in names)]
+    if unmatched:
+        parser.exit(2, f"hffne_lib.reproduce: --only {unmatched[0]} matches no notebook; they are {', '.join(names)}\n")
+    try:
+        run_all(args.preset, args.device, args.out, args.kernel, args.only, args.jobs, args.data_root)
+    except NotebookFailed as err:
+        print(f"hffne_lib.reproduce: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

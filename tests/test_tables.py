@@ -136,6 +136,29 @@ def test_reproduce_refuses_fewer_than_one_job(capsys):
     assert bad.value.code == 2 and "--jobs must be at least 1, got 0" in capsys.readouterr().err
 
 
+def test_reproduce_refuses_an_unknown_preset_or_notebook_and_names_a_failing_notebook(tmp_path, monkeypatch, capsys):
+    import sys
+    import types
+
+    import papermill
+
+    from hffne_lib.reproduce import main
+    for args, message in ((["--preset", "fast"], "invalid choice: 'fast'"),
+                          (["--only", "07"], "--only 07 matches no notebook; they are 00_data_prep.ipynb, ")):
+        with pytest.raises(SystemExit) as bad:
+            main([*args, "--out", str(tmp_path)])
+        assert bad.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "notebooks").exists()
+
+    def fail(source, target, **kw):
+        raise papermill.PapermillExecutionError(3, 4, "prepare(preset)", "KeyError", "'unknown preset'\nmore", [])
+    fake = types.SimpleNamespace(execute_notebook=fail, PapermillExecutionError=papermill.PapermillExecutionError)
+    monkeypatch.setitem(sys.modules, "papermill", fake)
+    assert main(["--out", str(tmp_path), "--only", "01"]) == 1
+    assert capsys.readouterr().err == (f"hffne_lib.reproduce: 01_coarse_training.ipynb failed in cell [4] with KeyError: "
+                                       f"'unknown preset' (traceback in {tmp_path / 'notebooks' / '01_coarse_training.ipynb'})\n")
+
+
 def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
     import sys
     import types
