@@ -35,6 +35,7 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from .coarse import CoarseConfig, UNetGenerator
+from .config import checked_device
 from .losses import PerceptualLoss, reconstruction_loss
 from .metrics import angular_error
 from .refiner import Refiner, RefinerConfig
@@ -363,7 +364,7 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hffne_lib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--iters", type=int, default=50)
@@ -373,8 +374,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
     args = parser.parse_args(argv)
+    try:
+        device = checked_device(args.device)
+    except ValueError as err:
+        parser.exit(2, f"{parser.prog}: {err}\n")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{device_label(torch.device(args.device))}.json"
+    path = args.out / f"{device_label(device)}.json"
 
     def write(partial: dict) -> None:
         tmp = path.with_name(path.name + ".tmp")

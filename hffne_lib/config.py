@@ -27,6 +27,8 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
+
 from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
 from .data.benchmark import DATA_FOLDER, benchmark_folder
@@ -163,6 +165,15 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         self.data_root = self.data_root or str(benchmark_folder(DATA_FOLDER, self.data_preset))
+        for name in ("resolution", "coarse_batch", "refine_batch", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        for name in ("coarse_iters", "refine_iters", "eval_every", "num_workers", "cpu_threads"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name in ("coarse_lr", "refine_lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
         if isinstance(self.coarse, dict):
             self.coarse = CoarseConfig(**self.coarse)
         if isinstance(self.refiner, dict):
@@ -239,6 +250,18 @@ PRESETS: dict[str, ExperimentConfig] = {
         num_workers=4, log_every=50, checkpoint_every=2_000),
     "paper": ExperimentConfig(name="paper", device="cuda"),
 }
+
+
+def checked_device(name: str | torch.device) -> torch.device:
+    """``name`` (cpu, cuda, cuda:1, ...) as a torch.device, or a one-line ValueError when it names
+    no device or asks for CUDA on a machine without it."""
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"unknown device {str(name)!r}: use cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {str(name)!r} asked for but CUDA is not available here; use cpu")
+    return device
 
 
 def get_config(name: str, **overrides: Any) -> ExperimentConfig:

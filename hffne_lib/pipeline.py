@@ -15,6 +15,7 @@ import torch
 import torch.nn as nn
 
 from .checkpoint import load_coarse, load_refiner
+from .config import checked_device
 from .coarse import UNetGenerator
 from .fitting import FitSettings, fit_normals
 from .official import load_official_coarse, load_official_refiner
@@ -52,7 +53,7 @@ class NormalEstimator(nn.Module):
         provenance = {"weights": "official", "exemplar_path": str(exemplar_path),
                       "refiner_path": str(refiner_path), "vgg_weights": refiner.vgg.weight_source,
                       "test_time_dropout": test_time_dropout}
-        return cls(coarse, refiner, provenance).to(device)
+        return cls(coarse, refiner, provenance).to(checked_device(device))
 
     @classmethod
     def from_checkpoints(cls, coarse_path: str | os.PathLike, refiner_path: str | os.PathLike,
@@ -65,7 +66,7 @@ class NormalEstimator(nn.Module):
                       "vgg_weights": refiner_ckpt["vgg_weight_source"], "resolution": coarse_ckpt["resolution"],
                       "coarse_iteration": coarse_ckpt["iteration"], "refiner_iteration": refiner_ckpt["iteration"],
                       "git_revision": refiner_ckpt["git_revision"], "manifest_hash": refiner_ckpt["manifest_hash"]}
-        return cls(coarse, refiner, provenance).to(device)
+        return cls(coarse, refiner, provenance).to(checked_device(device))
 
     @property
     def device(self) -> torch.device:

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .augment import relight_lab_batch, warp_lab_batch
 from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
-from .config import ExperimentConfig, get_config
+from .config import ExperimentConfig, checked_device, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .fitting import FitSettings, fit_normals
 from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_normal_loss
@@ -106,10 +106,8 @@ def setup_runtime(cfg: ExperimentConfig) -> Runtime:
     """Pick the device, join the DDP group when launched by torchrun, set speed/determinism flags."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    device = torch.device(cfg.device)
+    device = checked_device(cfg.device)
     if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"config asks for device {cfg.device!r} but CUDA is not available")
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from hffne_lib import bench
 from hffne_lib.coarse import CoarseConfig
 from hffne_lib.refiner import RefinerConfig
@@ -93,3 +95,15 @@ def test_the_profile_names_the_op_that_takes_the_time():
     assert next(op for op in profiled["top_ops"] if op["op"] == "aten::add")["calls"] == 1
     assert profiled["self_time_of"] == "host" and profiled["device_busy_fraction"] is None
 
+
+
+def test_a_device_that_is_not_there_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    for device, message in (("gpu", "unknown device 'gpu'"), ("cuda", "CUDA is not available here")):
+        with pytest.raises(SystemExit) as bad:
+            bench.main(["--device", device, "--out", str(tmp_path / "out")])
+        err = capsys.readouterr().err
+        assert bad.value.code == 2 and err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out").exists()

@@ -33,7 +33,8 @@ def test_nothing_processed_is_an_error(tiny_run, tmp_path, capsys):
 def test_weights_problems_are_one_line(tiny_run, tmp_path, capsys):
     for weights in ([], ["--checkpoint", str(tiny_run / "coarse" / "latest.pt")],
                     ["--official-exemplar", str(tmp_path / "ExemplarModel.pkl")],
-                    ["--checkpoint", str(tiny_run), "--official-refiner", "x.pt"]):
+                    ["--checkpoint", str(tiny_run), "--official-refiner", "x.pt"],
+                    ["--checkpoint", str(tiny_run), "--device", "gpu"]):                 # no such device
         code = main(["predict", str(tmp_path), "--out", str(tmp_path / "out"), *weights])
         err = capsys.readouterr().err
         assert code == EXIT_USAGE and err.count("\n") == 1 and err.startswith("hffne predict: "), err

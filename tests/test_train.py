@@ -16,8 +16,8 @@ from hffne_lib.config import get_config, with_overrides
 from hffne_lib.fitting import FitSettings, fit_normals
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, Runtime, SeededBatchSampler, TimeBudgetReached,
-                             ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, to_channels_last,
-                             train_coarse, train_refiner, weight_average)
+                             ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, setup_runtime,
+                             to_channels_last, train_coarse, train_refiner, weight_average)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -344,11 +344,23 @@ def test_repeated_set_options_all_apply():
     ("refiner__base_width=wide", "setting refiner__base_width takes int, got 'wide'"),
     ("vgg_path=3", "setting vgg_path takes str | None, got 3"),
     ("seed__name=x", "unknown config field 'seed__name'"),
+    ("refine_batch=0", "refine_batch must be at least 1, got 0"),
+    ("log_every=0", "log_every must be at least 1, got 0"),
+    ("refine_iters=-5", "refine_iters must be 0 or more, got -5"),
+    ("refine_lr=0.0", "refine_lr must be above 0, got 0.0"),
 ])
-def test_a_setting_of_the_wrong_type_is_refused_in_one_line(setting, message, capsys):
+def test_a_setting_of_the_wrong_type_or_range_is_refused_in_one_line(setting, message, capsys):
     with pytest.raises(SystemExit) as bad:
         parse_command_line(["both", "--preset", "cpu", "--run-dir", "runs/x", "--set", setting])
     assert bad.value.code == 2 and capsys.readouterr().err == f"python -m hffne_lib.train: {message}\n"
+
+
+def test_asking_for_cuda_without_it_is_a_one_line_error_that_names_the_way_out(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(ValueError, match=r"^device 'cuda' asked for but CUDA is not available here; use cpu$"):
+        setup_runtime(get_config("gpu"))
+    with pytest.raises(ValueError, match=r"^unknown device 'gpu': use cpu, cuda or cuda:N$"):
+        setup_runtime(get_config("cpu", device="gpu"))
 
 
 def test_settings_take_a_number_for_a_float_a_list_for_a_tuple_and_none_where_allowed():
