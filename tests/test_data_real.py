@@ -121,6 +121,13 @@ def test_prepare_face_folder_reports_and_never_aborts(tmp_path, face_photo):
     assert (tmp_path / "crops" / "report.csv").is_file() and not (tmp_path / "crops" / "sub").exists()
 
 
+@pytest.mark.parametrize("prepare", [prepare_face_folder, prepare_scan_folder])
+def test_a_source_folder_that_is_not_there_is_an_error_not_an_empty_report(prepare, tmp_path):
+    with pytest.raises(FileNotFoundError, match=f"^{tmp_path / 'typo'}: no such folder$"):
+        prepare(tmp_path / "typo", tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
 # ---------------------------------------------------------------- Photoface
 
 def _fake_photoface(root: Path, captures: int = 5, size: int = 64) -> list[dict]:

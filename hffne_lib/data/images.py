@@ -46,7 +46,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
 
 
 def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
-    """Files under ``folder`` (recursively) whose suffix is one of ``suffixes`` (any case), sorted."""
+    """Files under ``folder`` (recursively) whose suffix is one of ``suffixes`` (any case), sorted.
+    A ``folder`` that is not one raises FileNotFoundError (one line)."""
+    if not Path(folder).is_dir():
+        raise FileNotFoundError(f"{folder}: no such folder")
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
 
 
