@@ -103,7 +103,7 @@ class NormalEstimator(nn.Module):
     def predict(self, image: str | os.PathLike | np.ndarray, all_faces: bool = False,
                 aligned: bool = False) -> Prediction:
         """Normals of the largest face (all faces with ``all_faces``) of a photo: a file path or an
-        H x W x 3 float RGB array in [0, 1]; ``aligned``: the photo is a face crop already, no
+        RGB array (uint8, or float in [0, 1]; grey and RGBA too); ``aligned``: the photo is a face crop already, no
         detection. Returns hffne_lib.predict.Prediction (per-face crops and S x S normals, plus
         3 x H x W normals on the photo's frame); see predict_image."""
         from .data import load_image

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import LATEST, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
 from .data import CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
-from .data.images import IMAGE_SUFFIXES, save_image, to_uint8
+from .data.images import IMAGE_SUFFIXES, as_rgb, save_image, to_uint8
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .rendering import light_direction
@@ -140,11 +140,14 @@ def face_mask(size: int, scale: float) -> np.ndarray:
 
 def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool = False,
                   crop_scale: float = 1.2, aligned: bool = False) -> Prediction:
-    """Normals of the largest face (every face with ``all_faces``) of an H x W x 3 float RGB image
-    in [0, 1]: refined, or (beyond the paper) fitted when ``estimator.fitting`` is set.
+    """Normals of the largest face (every face with ``all_faces``) of an image array (H x W x 3 RGB,
+    uint8 or float in [0, 1]; grey and RGBA too, see ``as_rgb``): refined, or (beyond the paper)
+    fitted when ``estimator.fitting`` is set.
     ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the whole
     image is the crop. Raises NoFaceError when no face is found or the image is too small for
-    one, DetectorUnavailableError when OpenCV has no face detector."""
+    one, DetectorUnavailableError when OpenCV has no face detector, ValueError for an array that is
+    not an image."""
+    image = as_rgb(image)
     height, width = image.shape[:2]
     if min(height, width) < MIN_FACE_SIDE:
         raise NoFaceError(f"image too small for a face ({width}x{height} px, need {MIN_FACE_SIDE} px a side)")

@@ -176,6 +176,23 @@ def test_wrong_checkpoints_fail_in_one_line(tiny_run, tmp_path):
     assert str(err.value) == NO_WEIGHTS_HELP and "--checkpoint" in NO_WEIGHTS_HELP
 
 
+def test_an_8_bit_or_grey_array_gives_the_float_arrays_normals_and_a_bad_one_is_one_line(estimator, face_photo):
+    """uint8 photos (PIL, OpenCV) used to be read as floats in [0, 255]: other normals, silently."""
+    photo = face_photo.astype(np.float32) / 255.0
+    expected = estimator.predict(photo, aligned=True).normals
+    assert torch.equal(estimator.predict(face_photo, aligned=True).normals, expected)
+    rgba = np.concatenate([face_photo, np.full_like(face_photo[..., :1], 255)], axis=2)
+    assert torch.equal(estimator.predict(rgba, aligned=True).normals, expected)
+    grey = face_photo.mean(axis=2).astype(np.float32) / 255.0
+    from_grey = estimator.predict(grey, aligned=True).normals
+    assert torch.equal(from_grey, estimator.predict(np.repeat(grey[..., None], 3, axis=2), aligned=True).normals)
+    for bad, message in ((photo * 255.0, r"must be in \[0, 1\], got values from 0 to 255"),
+                         (photo[..., :2], r"got shape \(256, 256, 2\)"),
+                         (face_photo.astype(np.int16), "got dtype int16")):
+        with pytest.raises(ValueError, match=message):
+            estimator.predict(bad, aligned=True)
+
+
 def test_no_face_raises(estimator):
     with pytest.raises(NoFaceError, match="no face found"):
         predict_image(estimator, np.full((120, 120, 3), 0.5, np.float32))

@@ -11,7 +11,7 @@ from .benchmark import (BENCHMARK_PRESETS, DATA_FOLDER, SPLITS, BenchmarkConfig,
 from .dataset import FaceNormalDataset, preview_grid, stereo_error
 from .faces import (CropTransform, DetectorUnavailableError, FaceBox, aligned_box, crop_face, detect_faces,
                     prepare_face_folder, uncrop)
-from .images import load_image
+from .images import as_rgb, load_image
 from .mesh import FaceShape, Mesh, read_mesh
 from .photoface import PhotofaceLayout, load_photoface_capture, prepare_photoface
 from .photometric import photometric_stereo
@@ -24,7 +24,7 @@ __all__ = [
     "BENCHMARK_PRESETS", "DATA_FOLDER", "SPLITS", "BenchmarkConfig", "benchmark_folder", "build_benchmark", "manifest_hash", "plan_splits",
     "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform",
     "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
-    "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
+    "as_rgb", "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
     "prepare_photoface", "photometric_stereo", "procedural_face", "prepare_scan_folder", "render_mesh_normals",
     "SurreyFaceModel", "LAB_LIGHTS", "LIGHT_FIELDS", "make_identity", "render_sample",
 ]

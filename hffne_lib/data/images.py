@@ -38,11 +38,32 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         cv2.utils.logging.setLogLevel(previous)
     if image is None or image.size == 0:
         raise ValueError(f"{path}: truncated or corrupt {kind} data")
+    if image.ndim == 3:
+        image = image[..., 2::-1]                 # OpenCV's BGR(A) -> RGB
+    if np.issubdtype(image.dtype, np.floating):
+        image = np.clip(image, 0.0, 1.0)          # float TIFFs may overshoot
+    return as_rgb(image)
+
+
+def as_rgb(image: np.ndarray) -> np.ndarray:
+    """An image array -> H x W x 3 float32 RGB in [0, 1]. Grey (H x W or H x W x 1) is repeated,
+    RGBA's alpha dropped, integers divided by their type's maximum (uint8 by 255); floats must be
+    in [0, 1] already. Anything else raises a one-line ValueError saying what was expected."""
+    image = np.asarray(image)
     if image.ndim == 2:
-        image = np.repeat(image[..., None], 3, axis=2)
-    image = cv2.cvtColor(image[..., :3], cv2.COLOR_BGR2RGB)
-    scale = float(np.iinfo(image.dtype).max) if np.issubdtype(image.dtype, np.integer) else 1.0
-    return np.clip(image.astype(np.float32) / scale, 0.0, 1.0)
+        image = image[..., None]
+    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
+        raise ValueError(f"expected an H x W grey, H x W x 3 RGB or H x W x 4 RGBA image, got shape {image.shape}")
+    image = np.repeat(image, 3, axis=2) if image.shape[2] == 1 else image[..., :3]
+    if np.issubdtype(image.dtype, np.integer) and not np.issubdtype(image.dtype, np.signedinteger):
+        return image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"expected an unsigned integer or float image, got dtype {image.dtype}")
+    low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
+    if low < 0.0 or high > 1.0:
+        raise ValueError(f"a float image must be in [0, 1], got values from {low:.3g} to {high:.3g}; "
+                         f"divide an 8-bit one by 255 or pass it as uint8")
+    return image.astype(np.float32)
 
 
 def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
