@@ -31,9 +31,10 @@ import torch
 
 from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
-from .data.benchmark import DATA_FOLDER, benchmark_folder
+from .data.benchmark import BENCHMARK_PRESETS, DATA_FOLDER, benchmark_folder
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
+from .vgg import LAYER_INDEX
 
 #: Splits the refinement stage may draw its (ground-truth-free) training images from.
 REFINE_SPLITS = ("wild_train", "lab_train")
@@ -197,6 +198,10 @@ class ExperimentConfig:
             raise ValueError(f"refine_ema_halflife is a half-life in iterations >= 0 (0: off), got {self.refine_ema_halflife}")
         if self.fit_target_steps < 0:
             raise ValueError(f"fit_target_steps is a number of Adam steps >= 0 (0: off), got {self.fit_target_steps}")
+        if self.data_preset not in BENCHMARK_PRESETS:
+            raise ValueError(f"unknown data_preset {self.data_preset!r}; choose one of {list(BENCHMARK_PRESETS)}")
+        if self.perceptual_layer not in LAYER_INDEX:
+            raise ValueError(f"unknown perceptual_layer {self.perceptual_layer!r}; choose one of {list(LAYER_INDEX)}")
         if self.supervised_loss not in ("l1", "cosine"):
             raise ValueError(f"supervised_loss must be 'l1' or 'cosine', got {self.supervised_loss!r}")
         unknown = [s for s in self.refine_splits if s not in REFINE_SPLITS]
