@@ -21,8 +21,8 @@ from .sfm import SurreyFaceModel
 from .synthetic import LAB_LIGHTS, LIGHT_FIELDS, make_identity, render_sample
 
 __all__ = [
-    "BENCHMARK_PRESETS", "DATA_FOLDER", "SPLITS", "BenchmarkConfig", "benchmark_folder", "build_benchmark", "manifest_hash", "plan_splits",
-    "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform",
+    "BENCHMARK_PRESETS", "DATA_FOLDER", "SPLITS", "BenchmarkConfig", "benchmark_folder", "build_benchmark",
+    "manifest_hash", "plan_splits", "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform",
     "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
     "as_rgb", "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
     "prepare_photoface", "photometric_stereo", "procedural_face", "prepare_scan_folder", "render_mesh_normals",
