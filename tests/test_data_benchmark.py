@@ -90,7 +90,8 @@ def test_foreign_folder_and_missing_benchmark_errors(tmp_path):
     with pytest.raises(ValueError, match="not empty and holds no benchmark"):
         build_benchmark(tmp_path, TINY, progress=False)
     assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
-    with pytest.raises(FileNotFoundError, match="run hffne_lib.data.build_benchmark.*00_data_prep"):
+    with pytest.raises(FileNotFoundError, match=r"build it first with python -m hffne_lib\.data --preset PRESET "
+                                                 r"--root \S+nowhere \(PRESET: .* ci, cpu, gpu, paper\) or .*00_data_prep"):
         FaceNormalDataset(tmp_path / "nowhere", "lab_train")
     with pytest.raises(FileNotFoundError):
         manifest_hash(tmp_path / "nowhere")
