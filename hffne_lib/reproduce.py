@@ -29,7 +29,8 @@ def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
 
 def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: list[str] | None = None,
             jobs: int = 1, data_root: Path | None = None) -> list[Path]:
-    """Execute the notebooks with papermill; returns the executed copies' paths. ``jobs`` > 1 is
+    """Execute the notebooks with papermill; returns the executed copies' paths. Each notebook gets
+    those of the parameters below that its parameters cell declares. ``jobs`` > 1 is
     handed to the notebooks as parameter ``jobs`` (03 trains that many refinement runs at once);
     ``data_root`` (default: the notebooks' own, the repository's data/) as ``data_root``, the
     folder that holds synthetic_<data preset>. Raises NotebookFailed at the first notebook that fails."""
@@ -47,9 +48,11 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
         target = executed_dir / notebook.name
         start = time.perf_counter()
         print(f"[reproduce] {notebook.name} (preset={preset}, device={device})", flush=True)
+        declared = papermill.inspect_notebook(str(notebook))
         try:
             papermill.execute_notebook(str(notebook), str(target), kernel_name=kernel, cwd=str(notebook.parent),
-                                       parameters=parameters, progress_bar=False)
+                                       parameters={k: v for k, v in parameters.items() if k in declared},
+                                       progress_bar=False)
         except papermill.PapermillExecutionError as err:
             first_line = next(iter(str(err.evalue).splitlines()), "")
             raise NotebookFailed(f"{notebook.name} failed in cell [{err.exec_count}] with {err.ename}: {first_line} "

@@ -152,7 +152,8 @@ def test_reproduce_refuses_an_unknown_preset_or_notebook_and_names_a_failing_not
 
     def fail(source, target, **kw):
         raise papermill.PapermillExecutionError(3, 4, "prepare(preset)", "KeyError", "'unknown preset'\nmore", [])
-    fake = types.SimpleNamespace(execute_notebook=fail, PapermillExecutionError=papermill.PapermillExecutionError)
+    fake = types.SimpleNamespace(execute_notebook=fail, inspect_notebook=papermill.inspect_notebook,
+                                 PapermillExecutionError=papermill.PapermillExecutionError)
     monkeypatch.setitem(sys.modules, "papermill", fake)
     assert main(["--out", str(tmp_path), "--only", "01"]) == 1
     assert capsys.readouterr().err == (f"hffne_lib.reproduce: 01_coarse_training.ipynb failed in cell [4] with KeyError: "
@@ -163,13 +164,17 @@ def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
     import sys
     import types
 
+    import papermill
+
     from hffne_lib.reproduce import main, notebooks
     calls = []
-    fake = types.SimpleNamespace(execute_notebook=lambda source, target, **kw: calls.append((source, kw["parameters"])))
+    fake = types.SimpleNamespace(execute_notebook=lambda source, target, **kw: calls.append((source, kw["parameters"])),
+                                 inspect_notebook=papermill.inspect_notebook)
     monkeypatch.setitem(sys.modules, "papermill", fake)
     assert main(["--preset", "gpu", "--device", "cuda", "--out", str(tmp_path), "--only", "03"]) == 0
     assert calls == [(str(notebooks()[3]), {"preset": "gpu", "device": "cuda", "results_root": str(tmp_path)})]
     main(["--out", str(tmp_path), "--jobs", "3", "--data-root", str(tmp_path / "shm"), "--only", "00", "03"])
     assert [Path(source).name[:2] for source, _ in calls[1:]] == ["00", "03"]
+    assert calls[1][1] == {"preset": "smoke", "data_root": str(tmp_path / "shm")}   # only what 00 declares
     assert calls[-1][1] == {"preset": "smoke", "device": "cpu", "results_root": str(tmp_path), "jobs": 3,
                             "data_root": str(tmp_path / "shm")}
