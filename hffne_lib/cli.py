@@ -16,8 +16,8 @@ from pathlib import Path
 from .official import CheckpointError
 
 EXIT_OK, EXIT_NOTHING_DONE, EXIT_USAGE = 0, 1, 2
-#: What ``hffne compare --out`` writes (name: format); an earlier comparison is kept unless ``--overwrite``.
-COMPARISON_FILES = {"per_image": "csv", "overall": "csv", "comparison": "png"}
+#: What ``hffne compare --out`` writes; an earlier comparison is kept unless ``--overwrite``.
+COMPARISON_FILES = ("per_image.csv", "overall.csv", "comparison.png")
 
 
 def add_predict_parser(commands: argparse._SubParsersAction) -> None:
@@ -89,10 +89,10 @@ def run_compare(args: argparse.Namespace) -> int:
         if not Path(folder).is_dir():
             print(f"hffne compare: {folder}: no such folder", file=sys.stderr)
             return EXIT_USAGE
-    out = Path(args.out) if args.out else None
-    files = {name: out / f"{name}.{kind}" for name, kind in COMPARISON_FILES.items()} if out else {}
+    files = [Path(args.out) / name for name in COMPARISON_FILES] if args.out else []
     try:
-        check_absent([] if args.overwrite else files.values())
+        if not args.overwrite:
+            check_absent(files)
     except OutputExistsError as err:
         print(f"hffne compare: {err}", file=sys.stderr)
         return EXIT_USAGE
@@ -107,12 +107,13 @@ def run_compare(args: argparse.Namespace) -> int:
     print(overall.round(2).to_string())
     print(f"agreement with the reference maps, not accuracy: neither is ground truth; a constant frontal "
           f"normal scores {overall.loc[NO_SKILL, 'mean']:.2f} deg offset-corrected (no skill)")
-    if out:
-        out.mkdir(parents=True, exist_ok=True)
-        table.to_csv(files["per_image"])
-        overall.to_csv(files["overall"])
-        comparison_figure(pairs, table, args.images).savefig(files["comparison"], dpi=80)
-        print(f"hffne compare: wrote {', '.join(str(path) for path in files.values())}")
+    if files:
+        per_image_csv, overall_csv, figure_png = files
+        per_image_csv.parent.mkdir(parents=True, exist_ok=True)
+        table.to_csv(per_image_csv)
+        overall.to_csv(overall_csv)
+        comparison_figure(pairs, table, args.images).savefig(figure_png, dpi=80)
+        print(f"hffne compare: wrote {', '.join(str(path) for path in files)}")
     return EXIT_OK
 
 

@@ -31,7 +31,7 @@ import torch
 
 from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
-from .data.benchmark import BENCHMARK_PRESETS, DATA_FOLDER, benchmark_folder
+from .data.benchmark import BENCHMARK_PRESETS, benchmark_folder
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
 from .vgg import LAYER_INDEX
@@ -165,7 +165,7 @@ class ExperimentConfig:
     vgg_path: str | None = None         # ImageNet VGG19 weights; None: HFFNE_VGG19_WEIGHTS / hub cache
 
     def __post_init__(self) -> None:
-        self.data_root = self.data_root or str(benchmark_folder(DATA_FOLDER, self.data_preset))
+        self.data_root = self.data_root or str(benchmark_folder(self.data_preset))
         for name in ("resolution", "coarse_batch", "refine_batch", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -280,7 +280,7 @@ def with_overrides(cfg: ExperimentConfig, **overrides: Any) -> ExperimentConfig:
     """A copy of any config with ``overrides`` applied (``coarse__x`` / ``refiner__x`` nest). A
     data_root that was data_preset's default follows a new data_preset unless one is given too."""
     values = cfg.to_dict()
-    if "data_root" not in overrides and cfg.data_root == str(benchmark_folder(DATA_FOLDER, cfg.data_preset)):
+    if "data_root" not in overrides and cfg.data_root == str(benchmark_folder(cfg.data_preset)):
         values["data_root"] = ""
     declared = typing.get_type_hints(ExperimentConfig)
     for key, value in overrides.items():

@@ -90,7 +90,7 @@ def prepare(preset: str, data_root: str | os.PathLike = DATA_FOLDER, results_roo
     the benchmark lives in ``<data_root>/synthetic_<data preset>`` and the runs in
     ``<results_root>/runs/<preset>``."""
     cfg = get_config(preset, **({"device": device} if device else {}), **overrides)
-    cfg.data_root = str(benchmark_folder(data_root, cfg.data_preset))
+    cfg.data_root = str(benchmark_folder(cfg.data_preset, data_root))
     return cfg, Path(results_root) / "runs" / preset
 
 

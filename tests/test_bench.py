@@ -96,7 +96,6 @@ def test_the_profile_names_the_op_that_takes_the_time():
     assert profiled["self_time_of"] == "host" and profiled["device_busy_fraction"] is None
 
 
-
 def test_a_device_that_is_not_there_is_one_line_and_writes_nothing(tmp_path, capsys, monkeypatch):
     import torch
 

@@ -13,8 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .benchmark import (BENCHMARK_PRESETS, DATA_FOLDER, available_cores, benchmark_folder, build_benchmark,
-                        manifest_hash, summarize_manifest)
+from .benchmark import BENCHMARK_PRESETS, available_cores, benchmark_folder, build_benchmark, manifest_hash, summarize_manifest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -28,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.workers is not None and args.workers < 1:
         parser.error(f"--workers must be at least 1, got {args.workers}")
-    root = args.root or benchmark_folder(DATA_FOLDER, args.preset)
+    root = args.root or benchmark_folder(args.preset)
     try:
         manifest = build_benchmark(root, args.preset, args.sfm_path, progress=not args.no_progress,
                                    workers=args.workers)

@@ -37,7 +37,7 @@ ROLE_OFFSETS = {"lab": 0, "wild": 1_000_000, "scans": 2_000_000}
 DATA_FOLDER = "data"
 
 
-def benchmark_folder(parent: str | os.PathLike, preset: str) -> Path:
+def benchmark_folder(preset: str, parent: str | os.PathLike = DATA_FOLDER) -> Path:
     """Where data preset ``preset``'s benchmark lives inside ``parent``: parent/synthetic_<preset>.
     Every default (the data command, the configs, the notebooks) goes through here."""
     return Path(parent) / f"synthetic_{preset}"

@@ -63,7 +63,7 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
     if low < 0.0 or high > 1.0:
         raise ValueError(f"a float image must be in [0, 1], got values from {low:.3g} to {high:.3g}; "
                          f"divide an 8-bit one by 255 or pass it as uint8")
-    return image.astype(np.float32)
+    return image.astype(np.float32, copy=False)
 
 
 def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
