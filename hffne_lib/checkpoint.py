@@ -124,6 +124,14 @@ def checkpoint_entry(path: str | os.PathLike, key: str, default: Any = None) -> 
     return payload.get(key, default) if isinstance(payload, dict) else default
 
 
+def checkpoint_kind(path: str | os.PathLike) -> str | None:
+    """"coarse" or "refiner" for a training checkpoint; None for any other file (memory-mapped)."""
+    try:
+        return checkpoint_entry(path, "kind")
+    except Exception:  # noqa: BLE001 - any unreadable file is "not a checkpoint"; load_checkpoint says why
+        return None
+
+
 def checkpoint_revision(path: str | os.PathLike) -> str:
     """The code revision that wrote a checkpoint (memory-mapped: the weights are not read)."""
     return checkpoint_entry(path, "git_revision", "unknown")

@@ -35,12 +35,14 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
     weights = parser.add_argument_group("weights (one kind)")
     weights.add_argument("--checkpoint", nargs="+", metavar="PATH",
                          help="this project's training run: RUN_DIR, RUN_DIR/<refiner stage>, REFINER.pt "
-                              "(its coarse checkpoint found in RUN_DIR/coarse), or COARSE.pt REFINER.pt")
+                              "(its coarse checkpoint found in RUN_DIR/coarse), COARSE.pt REFINER.pt, or with "
+                              "--fit-steps a coarse checkpoint alone (RUN_DIR/coarse or COARSE.pt)")
     weights.add_argument("--official-exemplar", metavar="FILE", help="the authors' ExemplarModel.pkl")
     weights.add_argument("--official-refiner", metavar="FILE", help="the authors' RefinerModel.pt")
     parser.add_argument("--fit-steps", type=int, default=0, metavar="N",
                         help="BEYOND THE PAPER: in place of the refiner, fit each face's exemplar to its photo in N "
-                             "Adam steps (hffne_lib.fitting; 20 was chosen on the cpu benchmark); 0 (default): off")
+                             "Adam steps (hffne_lib.fitting; 20 was chosen on the cpu benchmark; no refiner needed); "
+                             "0 (default): off")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu, cuda, cuda:1 (default cpu)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -63,8 +65,8 @@ def run_predict(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
-        estimator = load_estimator(args.checkpoint, args.official_exemplar, args.official_refiner, args.device)
-        estimator.fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
+        fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
+        estimator = load_estimator(args.checkpoint, args.official_exemplar, args.official_refiner, args.device, fitting)
     except (CheckpointError, ValueError) as err:
         print(f"hffne predict: {err}", file=sys.stderr)
         return EXIT_USAGE

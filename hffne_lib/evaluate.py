@@ -78,16 +78,17 @@ def region_errors(pred: torch.Tensor, truth: torch.Tensor, face: torch.Tensor,
 
 def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16, target: str = "normal",
              progress: bool = True, name: str = "") -> Evaluation:
-    """Angular errors of the coarse exemplar and the refined normals on every item of ``dataset``
-    (and of the DETAIL_FREE reference; and stage FITTED when ``estimator.fitting`` is set: the
-    exemplar fitted to each image inside its true face mask).
+    """Angular errors of the coarse exemplar and the refined normals (when the estimator has a
+    refiner) on every item of ``dataset`` (and of the DETAIL_FREE reference; and stage FITTED when
+    ``estimator.fitting`` is set: the exemplar fitted to each image inside its true face mask).
 
     Items need "gray" (1 x H x W), ``target`` (3 x H x W), "mask" and "detail_mask" (1 x H x W).
     Batched and gradient-free; the errors are computed on the estimator's device (the fine band's
     float64 blurs cost more than the networks on a CPU), then kept on the CPU. Images whose
     region is empty are left out of that region's rows.
     """
-    stages = (*STAGES, *([FITTED] if estimator.fitting else []), DETAIL_FREE)
+    refined = ["refined"] if estimator.refiner is not None else []
+    stages = ("coarse", *refined, *([FITTED] if estimator.fitting else []), DETAIL_FREE)
     errors: dict[tuple[str, str], list[torch.Tensor]] = {(s, r): [] for s in stages for r in REGIONS}
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
     device = estimator.device
@@ -96,7 +97,9 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
         truth, face, detail_mask = (batch[key].to(device) for key in (target, "mask", "detail_mask"))
         face = face.bool()
         coarse = estimator.coarse(gray)
-        outputs = {"coarse": coarse, "refined": estimator.refine(gray, coarse), DETAIL_FREE: detail_free(truth, face)}
+        outputs = {"coarse": coarse, DETAIL_FREE: detail_free(truth, face)}
+        if refined:
+            outputs["refined"] = estimator.refine(gray, coarse)
         if estimator.fitting:
             outputs[FITTED] = estimator.fit(gray, coarse, face)
         for stage, pred in outputs.items():
@@ -142,8 +145,9 @@ def main(argv: list[str] | None = None) -> int:
         description="Mean angular errors of a trained run (coarse exemplar, refined, detail-free reference) on the "
                     "benchmark's held-out splits, whole face, detail region and fine band.")
     parser.add_argument("checkpoint", nargs="+", metavar="PATH",
-                        help="RUN_DIR, RUN_DIR/<refiner stage>, REFINER.pt, or COARSE.pt REFINER.pt")
-    parser.add_argument("--data-root", help="the benchmark (default: the data_root the refiner was trained with, "
+                        help="RUN_DIR, RUN_DIR/<refiner stage>, REFINER.pt, COARSE.pt REFINER.pt, or with "
+                             "--fit-steps a coarse checkpoint alone (RUN_DIR/coarse or COARSE.pt)")
+    parser.add_argument("--data-root", help="the benchmark (default: the data_root the run was trained with, "
                                             "relative to where it was trained)")
     parser.add_argument("--splits", nargs="+", default=list(EVAL_SPLITS), choices=EVAL_SPLITS)
     parser.add_argument("--fit-steps", type=int, default=0, metavar="N",
@@ -160,9 +164,10 @@ def main(argv: list[str] | None = None) -> int:
         if args.out and not args.overwrite:
             check_absent(Path(args.out) / name for name in EVALUATION_FILES)
         coarse_path, refiner_path = resolve_checkpoints(args.checkpoint)
-        estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device)
-        estimator.fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
-        cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path, "config"))   # checked by the load above
+        fitting = FitSettings(steps=args.fit_steps) if args.fit_steps else None
+        estimator = NormalEstimator.from_checkpoints(coarse_path, refiner_path, args.device, fitting)
+        # the config of the last stage given (checked by the load above)
+        cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path or coarse_path, "config"))
         cfg.data_root = args.data_root or cfg.data_root
         datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
     except (CheckpointError, FileNotFoundError, OutputExistsError, ValueError) as err:
@@ -172,9 +177,11 @@ def main(argv: list[str] | None = None) -> int:
     means = result.summary.pivot_table(index=["split", "region"], columns="stage", values="mean", sort=False)
     print(means.round(2).to_string())
     if args.out:
+        refiner = "no refiner" if refiner_path is None else \
+            f"{refiner_path} (iteration {estimator.provenance['refiner_iteration']})"
         meta = {"git revision": CODE_REVISION, "checkpoints": f"{coarse_path} (iteration "
-                f"{estimator.provenance['coarse_iteration']}), {refiner_path} (iteration "
-                f"{estimator.provenance['refiner_iteration']}, trained at {estimator.provenance['git_revision']})",
+                f"{estimator.provenance['coarse_iteration']}), {refiner}, trained at "
+                f"{estimator.provenance['git_revision']}",
                 "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
                 **({"fitted": estimator.fitting.describe()} if estimator.fitting else {}),

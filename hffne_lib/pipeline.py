@@ -18,7 +18,7 @@ from .checkpoint import load_coarse, load_refiner
 from .config import checked_device
 from .coarse import UNetGenerator
 from .fitting import FitSettings, fit_normals
-from .official import load_official_coarse, load_official_refiner
+from .official import CheckpointError, load_official_coarse, load_official_refiner
 from .refiner import Refiner
 
 if TYPE_CHECKING:  # hffne_lib.predict imports this module
@@ -29,9 +29,10 @@ if TYPE_CHECKING:  # hffne_lib.predict imports this module
 
 class NormalEstimator(nn.Module):
     """Coarse exemplar G(I) then refinement phi(I, G(I)); eval mode, no gradients. BEYOND THE
-    PAPER: ``fitting`` (None: off) makes ``fit`` available and ``predict`` use it."""
+    PAPER: ``fitting`` (None: off) makes ``fit`` available and ``predict`` use it; with fitting,
+    the refiner may be None (a coarse checkpoint alone: ``refine`` then raises)."""
 
-    def __init__(self, coarse: UNetGenerator, refiner: Refiner, provenance: dict | None = None,
+    def __init__(self, coarse: UNetGenerator, refiner: Refiner | None, provenance: dict | None = None,
                  fitting: FitSettings | None = None):
         super().__init__()
         self.coarse_net = coarse
@@ -56,17 +57,26 @@ class NormalEstimator(nn.Module):
         return cls(coarse, refiner, provenance).to(checked_device(device))
 
     @classmethod
-    def from_checkpoints(cls, coarse_path: str | os.PathLike, refiner_path: str | os.PathLike,
-                         device: str | torch.device = "cpu") -> "NormalEstimator":
+    def from_checkpoints(cls, coarse_path: str | os.PathLike, refiner_path: str | os.PathLike | None = None,
+                         device: str | torch.device = "cpu", fitting: FitSettings | None = None) -> "NormalEstimator":
         """Our training checkpoints (hffne_lib.train): coarse/latest.pt (or a milestone) and a
-        refiner's latest.pt, checked to share one resolution; provenance from both files."""
+        refiner's latest.pt, checked to share one resolution; provenance from both files.
+        BEYOND THE PAPER: with ``fitting``, ``refiner_path`` may be None (the exemplar is fitted
+        to each image, no refiner); without, a coarse checkpoint alone raises CheckpointError."""
         coarse, coarse_ckpt = load_coarse(coarse_path)
-        refiner, refiner_ckpt = load_refiner(refiner_path, resolution=coarse_ckpt["resolution"])
-        provenance = {"weights": "trained", "exemplar_path": str(coarse_path), "refiner_path": str(refiner_path),
-                      "vgg_weights": refiner_ckpt["vgg_weight_source"], "resolution": coarse_ckpt["resolution"],
-                      "coarse_iteration": coarse_ckpt["iteration"], "refiner_iteration": refiner_ckpt["iteration"],
+        if refiner_path is None and fitting is None:
+            raise CheckpointError(f"{coarse_path}: a coarse checkpoint alone has no refiner: give the refiner's "
+                                  f"checkpoint too, or fit the exemplar to each image instead (--fit-steps N, "
+                                  f"beyond the paper)")
+        refiner, refiner_ckpt = (None, coarse_ckpt) if refiner_path is None else \
+            load_refiner(refiner_path, resolution=coarse_ckpt["resolution"])
+        provenance = {"weights": "trained", "exemplar_path": str(coarse_path),
+                      "refiner_path": None if refiner_path is None else str(refiner_path),
+                      "vgg_weights": "none (no refiner)" if refiner is None else refiner_ckpt["vgg_weight_source"],
+                      "resolution": coarse_ckpt["resolution"], "coarse_iteration": coarse_ckpt["iteration"],
+                      "refiner_iteration": None if refiner is None else refiner_ckpt["iteration"],
                       "git_revision": refiner_ckpt["git_revision"], "manifest_hash": refiner_ckpt["manifest_hash"]}
-        return cls(coarse, refiner, provenance).to(checked_device(device))
+        return cls(coarse, refiner, provenance, fitting).to(checked_device(device))
 
     @property
     def device(self) -> torch.device:
@@ -85,6 +95,9 @@ class NormalEstimator(nn.Module):
     @torch.no_grad()
     def refine(self, gray: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
         """Refined normals from grey images and their exemplars -> B x 3 x H x W unit normals."""
+        if self.refiner is None:
+            raise ValueError("this estimator has no refiner (a coarse checkpoint alone): fit the exemplar "
+                             "instead (estimator.fitting = FitSettings(...); estimator.fit)")
         return self.refiner(self._check_gray(gray), coarse.to(self.device, torch.float32))
 
     def fit(self, gray: torch.Tensor, coarse: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -23,10 +23,11 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import LATEST, load_checkpoint
+from .checkpoint import LATEST, checkpoint_kind, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
 from .data import CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
 from .data.images import IMAGE_SUFFIXES, as_rgb, save_image, to_uint8
+from .fitting import FitSettings
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .rendering import light_direction
@@ -85,21 +86,26 @@ def model_resolution(estimator: NormalEstimator) -> int:
     return int(estimator.provenance.get("resolution", OFFICIAL_RESOLUTION))
 
 
-def resolve_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[Path, Path]:
+def resolve_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[Path, Path | None]:
     """(coarse, refiner) checkpoint files from what ``--checkpoint`` accepts:
 
     * RUN_DIR: ``RUN_DIR/refiner/latest.pt`` and the coarse checkpoint it was trained with;
     * a refinement stage folder (``RUN_DIR/<stage>`` holding latest.pt) or a refiner .pt file:
       the same, the coarse checkpoint found by name in ``RUN_DIR/coarse``;
-    * two files: COARSE.pt REFINER.pt.
+    * two files: COARSE.pt REFINER.pt;
+    * a coarse checkpoint alone (``RUN_DIR/coarse`` or a .pt file in it): refiner None, for
+      test-time fitting (beyond the paper; ``NormalEstimator.from_checkpoints``).
     """
     if len(paths) == 2:
         return Path(paths[0]), Path(paths[1])
     if len(paths) != 1:
-        raise CheckpointError(f"--checkpoint takes RUN_DIR, REFINER.pt or COARSE.pt REFINER.pt, got {len(paths)} paths")
+        raise CheckpointError(f"--checkpoint takes RUN_DIR, REFINER.pt, COARSE.pt or COARSE.pt REFINER.pt, "
+                              f"got {len(paths)} paths")
     path = Path(paths[0])
     if path.is_dir():
         path = path / LATEST if (path / LATEST).is_file() else path / "refiner" / LATEST
+    if path.is_file() and checkpoint_kind(path) == "coarse":
+        return path, None
     refiner = load_checkpoint(path, "refiner")
     exemplar = Path(refiner["exemplar"]["path"])
     coarse = path.parent.parent / "coarse" / exemplar.name
@@ -109,11 +115,12 @@ def resolve_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[Path, Path]
 def load_estimator(checkpoint: Sequence[str | os.PathLike] | None = None,
                    official_exemplar: str | os.PathLike | None = None,
                    official_refiner: str | os.PathLike | None = None,
-                   device: str | torch.device = "cpu") -> NormalEstimator:
-    """The project's checkpoints (see ``resolve_checkpoints``) or the authors' two files.
+                   device: str | torch.device = "cpu", fitting: FitSettings | None = None) -> NormalEstimator:
+    """The project's checkpoints (see ``resolve_checkpoints``) or the authors' two files, with
+    ``fitting`` (beyond the paper; None: off) set.
 
     Raises CheckpointError (one line) for a missing, wrong-kind or wrong-resolution checkpoint,
-    or when no weights (or both kinds) are given.
+    when no weights (or both kinds) are given, or for a coarse checkpoint alone without ``fitting``.
     """
     official = official_exemplar is not None or official_refiner is not None
     if checkpoint and official:
@@ -121,10 +128,12 @@ def load_estimator(checkpoint: Sequence[str | os.PathLike] | None = None,
     if official:
         if official_exemplar is None or official_refiner is None:
             raise CheckpointError("the official weights need both --official-exemplar and --official-refiner")
-        return NormalEstimator.from_official(official_exemplar, official_refiner, device)
+        estimator = NormalEstimator.from_official(official_exemplar, official_refiner, device)
+        estimator.fitting = fitting
+        return estimator
     if not checkpoint:
         raise CheckpointError(NO_WEIGHTS_HELP)
-    return NormalEstimator.from_checkpoints(*resolve_checkpoints(checkpoint), device=device)
+    return NormalEstimator.from_checkpoints(*resolve_checkpoints(checkpoint), device=device, fitting=fitting)
 
 
 # ----------------------------------------------------------------------------- prediction

@@ -49,13 +49,16 @@ def test_module_entry_point():
 
 def test_fit_steps_replace_the_refined_normals_and_a_bad_count_is_one_line(tiny_run, face_photo, tmp_path, capsys):
     photo = save(face_photo, tmp_path / "face.png")
-    for name, extra in (("refined", []), ("fitted", ["--fit-steps", "3"])):
-        assert main(["predict", str(photo), "--out", str(tmp_path / name), "--checkpoint", str(tiny_run),
+    for name, checkpoint, extra in (("refined", tiny_run, []), ("fitted", tiny_run, ["--fit-steps", "3"]),
+                                    ("coarse_only", tiny_run / "coarse", ["--fit-steps", "3"])):
+        assert main(["predict", str(photo), "--out", str(tmp_path / name), "--checkpoint", str(checkpoint),
                      "--no-progress", *extra]) == EXIT_OK
-    refined, fitted = (np.load(tmp_path / name / "face" / "face0_normals.npy") for name in ("refined", "fitted"))
+    refined, fitted, coarse_only = (np.load(tmp_path / name / "face" / "face0_normals.npy")
+                                    for name in ("refined", "fitted", "coarse_only"))
     inside = np.linalg.norm(fitted, axis=-1) > 0
     assert inside.any() and np.allclose(np.linalg.norm(fitted[inside], axis=-1), 1.0, atol=1e-4)
     assert not np.allclose(fitted, refined, atol=1e-3)
+    assert np.allclose(coarse_only, fitted, atol=1e-6)             # fitting never uses the refiner
     capsys.readouterr()
     code = main(["predict", str(photo), "--out", str(tmp_path / "bad"), "--checkpoint", str(tiny_run),
                  "--fit-steps", "-2"])

@@ -107,3 +107,14 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     rows = pd.read_csv(fitted / "summary.csv").set_index(["stage", "region"])["mean"]
     assert rows[("coarse", "face")] == pytest.approx(float(got.set_index(["stage", "region"])["mean"][("coarse", "face")]))
     assert rows[("fitted", "face")] != pytest.approx(rows[("coarse", "face")], abs=1e-6)
+    coarse_only = tmp_path / "coarse_only"                          # fitting needs no refiner
+    assert evaluate_main([str(tmp_path / "run" / "coarse"), "--splits", "scans", "--fit-steps", "2", "--out",
+                          str(coarse_only), "--no-progress"]) == 0
+    assert "no refiner" in (coarse_only / "evaluation.md").read_text()
+    alone = pd.read_csv(coarse_only / "summary.csv").set_index(["stage", "region"])["mean"]
+    assert set(alone.index.get_level_values("stage")) == {"coarse", "fitted", "detail-free truth"}
+    assert alone.to_numpy() == pytest.approx(rows.reindex(alone.index).to_numpy(), abs=1e-9)
+    capsys.readouterr()
+    assert evaluate_main([str(tmp_path / "run" / "coarse"), "--splits", "scans"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a coarse checkpoint alone has no refiner" in err

@@ -160,12 +160,20 @@ def test_checkpoint_forms(tiny_run):
     coarse, refiner = tiny_run / "coarse" / "latest.pt", tiny_run / "refiner" / "latest.pt"
     for given in ([tiny_run], [tiny_run / "refiner"], [refiner], [coarse, refiner]):
         assert resolve_checkpoints(given) == (coarse, refiner)
+    for given in ([tiny_run / "coarse"], [coarse]):                      # for test-time fitting, no refiner
+        assert resolve_checkpoints(given) == (coarse, None)
 
 
 def test_wrong_checkpoints_fail_in_one_line(tiny_run, tmp_path):
     coarse, refiner = tiny_run / "coarse" / "latest.pt", tiny_run / "refiner" / "latest.pt"
-    with pytest.raises(CheckpointError, match="is a coarse checkpoint, expected a refiner"):
+    with pytest.raises(CheckpointError, match="a coarse checkpoint alone has no refiner"):
         load_estimator([coarse])
+    with pytest.raises(CheckpointError, match="is a coarse checkpoint, expected a refiner"):
+        load_estimator([coarse, coarse])
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint")
+    with pytest.raises(CheckpointError, match="junk.pt: not a readable checkpoint"):
+        load_estimator([junk])
     other = write_run(tmp_path / "other", coarse__depth=5, resolution=32)
     with pytest.raises(CheckpointError, match="trained at 64 px, expected 32 px"):
         load_estimator([other / "coarse" / "latest.pt", refiner])
