@@ -363,7 +363,24 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     return result
 
 
+def check_arguments(size: int, iters: int, warmup: int, workers: int, data_root: str | None) -> None:
+    """One-line ValueError (FileNotFoundError for a missing benchmark) for settings the timing would
+    trip over only minutes in: a side the paper's coarse U-Net cannot halve down to 1 px, no timed
+    iterations, negative counts."""
+    from .data.benchmark import manifest_path
+
+    side = 2 ** CoarseConfig().depth
+    if size < side or size % side:
+        raise ValueError(f"--size must be a multiple of {side} (the paper's coarse U-Net halves it "
+                         f"{CoarseConfig().depth} times), got {size}")
+    if iters < 1 or warmup < 0 or workers < 0:
+        raise ValueError(f"--iters must be at least 1, --warmup and --workers 0 or more; got {iters}, {warmup}, {workers}")
+    if data_root is not None:
+        manifest_path(data_root)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """``python -m hffne_lib.bench``; returns 0, or exits with code 2 and one line for a bad setting."""
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--size", type=int, default=256)
@@ -376,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         device = checked_device(args.device)
-    except ValueError as err:
+        check_arguments(args.size, args.iters, args.warmup, args.workers, args.data_root)
+    except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"{parser.prog}: {err}\n")
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"{device_label(device)}.json"

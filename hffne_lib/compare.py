@@ -1,7 +1,7 @@
 """Agreement of our predictions with a folder of reference normal maps (e.g. another model's).
 
-    table, overall = compare_folders("out/pred", "refs")      # per image, and the whole set
-    figure = comparison_figure(pairs, images_dir="photos")    # input | ours | theirs
+    table, overall, pairs, problems = compare_folders("out/pred", "refs")   # per image, the whole set
+    figure = comparison_figure(pairs, table, images_dir="photos")             # input | ours | theirs
 
 Predictions are ``hffne predict`` output folders: ``<pred_dir>/<stem>/image_normals.npy`` and
 ``image_mask.png`` (normals on the photo's frame). References are RGB-encoded PNGs with the same
@@ -67,7 +67,7 @@ def offset_corrected(theirs: torch.Tensor, ours: torch.Tensor, mask: np.ndarray)
 
 def load_pairs(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple[list[Pair], list[str]]:
     """Pairs for every reference map (sorted by name) that has a prediction of the same size,
-    and one line per reference that has none or does not fit."""
+    and one line per reference that has none, does not fit or cannot be read."""
     pairs, problems = [], []
     refs = sorted(p for p in Path(ref_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     for ref in refs:
@@ -75,8 +75,12 @@ def load_pairs(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple
         if not (folder / "image_normals.npy").is_file():
             problems.append(f"{ref.name}: no prediction in {folder}")
             continue
-        ours, mask = load_prediction(folder)
-        theirs = load_reference(ref)
+        try:
+            ours, mask = load_prediction(folder)
+            theirs = load_reference(ref)
+        except (OSError, ValueError) as err:    # a truncated or foreign file; PIL's errors are OSErrors
+            problems.append(f"{ref.name}: unreadable ({type(err).__name__}: {err})")
+            continue
         if ours.shape != theirs.shape:
             problems.append(f"{ref.name}: reference is {tuple(theirs.shape[1:])}, prediction {tuple(ours.shape[1:])}")
         elif not mask.any():

@@ -22,6 +22,7 @@ so every preset trains the paper's method unless told otherwise.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -213,6 +214,16 @@ class ExperimentConfig:
         side = 2 ** self.coarse.depth
         if self.resolution % side:
             raise ValueError(f"resolution {self.resolution} is not divisible by 2**coarse.depth={side}")
+        for name, sigma in (("shading_sigma", self.shading_sigma), ("reconstruction_sigma", self.reconstruction_sigma),
+                            ("refiner__residual_highpass", self.refiner.residual_highpass)):
+            if not 0.0 <= sigma or math.ceil(3 * sigma) >= self.resolution:
+                raise ValueError(f"{name} is a Gaussian sigma in px: 0 or more and under a third of the "
+                                 f"{self.resolution} px side, got {sigma}")
+        if self.exemplar_iteration is not None and not (self.exemplar_iteration in self.coarse_milestones
+                                                        and self.exemplar_iteration <= self.coarse_iters):
+            raise ValueError(f"exemplar_iteration {self.exemplar_iteration} is not a coarse checkpoint this run keeps: "
+                             f"use one of coarse_milestones {self.coarse_milestones} up to coarse_iters="
+                             f"{self.coarse_iters}, or None (the final one)")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples kept), safe for torch.load(weights_only=True)."""

@@ -29,12 +29,14 @@ from typing import Any, Callable, Iterable
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import LATEST, milestone_path
-from .config import ExperimentConfig, get_config, with_overrides
+from .checkpoint import LATEST
+from .config import ExperimentConfig, checked_device, get_config, with_overrides
 from .data.benchmark import DATA_FOLDER, benchmark_folder
 from .pipeline import NormalEstimator
-from .train import (EXIT_TIME_BUDGET, TimeBudgetReached, add_override_argument, add_time_budget_argument,
-                    build_benchmark_first, deadline_after, parse_overrides, train_coarse, train_refiner)
+from .official import CheckpointError
+from .train import (EXIT_TIME_BUDGET, NonFiniteLossError, TimeBudgetReached, add_override_argument,
+                    add_time_budget_argument, build_benchmark_first, deadline_after, exemplar_checkpoint,
+                    parse_overrides, train_coarse, train_refiner)
 
 
 #: Table 1's row of the best options beyond the paper measured on CPU (docs/beyond_the_paper.md,
@@ -53,7 +55,11 @@ class Experiment:
 
 def experiments(cfg: ExperimentConfig) -> dict[str, Experiment]:
     """Row name -> Experiment. Milestone rows keep the paper's names (Iter1k, Iter50k); their
-    labels give the iterations actually used by this preset."""
+    labels give the iterations actually used by this preset. ValueError when the config keeps
+    fewer than two coarse milestones (Table 3's exemplar study needs them)."""
+    if len(cfg.coarse_milestones) < 2:
+        raise ValueError(f"Table 3's exemplar study needs two coarse_milestones (Iter1k, Iter50k), "
+                         f"got {cfg.coarse_milestones}")
     early, middle = cfg.coarse_milestones[0], cfg.coarse_milestones[1]
     return {
         "Ours-paired": Experiment("refiner", {}, "A3, paired exemplars (the paper's model)"),
@@ -88,9 +94,10 @@ def prepare(preset: str, data_root: str | os.PathLike = DATA_FOLDER, results_roo
             device: str | None = None, **overrides: Any) -> tuple[ExperimentConfig, Path]:
     """Notebook parameters -> (config, run directory). Every notebook calls this, so they agree:
     the benchmark lives in ``<data_root>/synthetic_<data preset>`` and the runs in
-    ``<results_root>/runs/<preset>``."""
+    ``<results_root>/runs/<preset>``. The config keeps the benchmark's absolute path, so the
+    runs' checkpoints name it from any working directory (notebooks run in notebooks/)."""
     cfg = get_config(preset, **({"device": device} if device else {}), **overrides)
-    cfg.data_root = str(benchmark_folder(cfg.data_preset, data_root))
+    cfg.data_root = str(benchmark_folder(cfg.data_preset, Path(data_root).resolve()))
     return cfg, Path(results_root) / "runs" / preset
 
 
@@ -169,9 +176,7 @@ def train_runs_in_parallel(cfg: ExperimentConfig, run_dir: Path, names: list[str
 def experiment_checkpoints(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str) -> tuple[Path, Path]:
     """The checkpoints of one row: (the coarse one its refiner was trained on, the refiner's latest)."""
     run_dir = Path(run_dir)
-    exp_cfg = experiment_config(cfg, name)
-    coarse_dir = run_dir / "coarse"
-    coarse = coarse_dir / LATEST if exp_cfg.exemplar_iteration is None else milestone_path(coarse_dir, exp_cfg.exemplar_iteration)
+    coarse = exemplar_checkpoint(experiment_config(cfg, name), run_dir)
     return coarse, run_dir / experiments(cfg)[name].stage / LATEST
 
 
@@ -184,9 +189,12 @@ def load_experiment(cfg: ExperimentConfig, run_dir: str | os.PathLike, name: str
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m hffne_lib.experiments``: train named runs (default all) into the notebooks' run
-    directory, ``--jobs`` of them at once; ``--list`` names them."""
-    parser = argparse.ArgumentParser(prog="python -m hffne_lib.experiments", description=main.__doc__.splitlines()[0])
+    """``python -m hffne_lib.experiments``; returns the exit code: 0 done, 1 a one-line error,
+    2 a usage error, EXIT_TIME_BUDGET when ``--max-minutes`` ran out (run it again to go on)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hffne_lib.experiments",
+        description="Train the runs behind Tables 1-3 (default all) into the notebooks' run directory, "
+                    "--jobs of them at once; --list names them. Finished runs are skipped, killed ones resume.")
     parser.add_argument("--preset", default="smoke", help="experiment preset (ci, smoke, cpu, gpu, paper)")
     parser.add_argument("--runs", nargs="*", metavar="NAME", help="row names (default: all); see --list")
     parser.add_argument("--data-root", default=DATA_FOLDER, help="benchmarks live in <data-root>/synthetic_<data preset>")
@@ -200,10 +208,17 @@ def main(argv: list[str] | None = None) -> int:
     add_time_budget_argument(parser)
     args = parser.parse_args(argv)
     try:
-        cfg, run_dir = prepare(args.preset, args.data_root, args.results_root, args.device, **parse_overrides(args.set))
-    except (KeyError, ValueError) as err:
+        overrides = parse_overrides(args.set)
+        for name in ("data_root", "device"):
+            if name in overrides:
+                raise ValueError(f"set {name} with --{name.replace('_', '-')}, not --set")
+        cfg, run_dir = prepare(args.preset, args.data_root, args.results_root, args.device, **overrides)
+        known = experiments(cfg)
+        for name in args.runs or known:
+            if name in known:
+                experiment_config(cfg, name)        # every row's settings checked before any training
+    except (KeyError, ValueError, TypeError) as err:
         parser.exit(2, f"hffne_lib.experiments: {err.args[0] if err.args else err}\n")
-    known = experiments(cfg)
     if args.list:
         name_width = max(map(len, known))
         stage_width = max(len(experiment.stage) for experiment in known.values())
@@ -217,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"hffne_lib.experiments: --jobs must be at least 1, got {args.jobs}\n")
     deadline = deadline_after(args.max_minutes)
     try:
+        checked_device(cfg.device)                  # before minutes of building data
         build_benchmark_first(cfg, progress=not args.no_progress)
         train_experiments(cfg, run_dir, args.runs or list(known), progress=not args.no_progress,
                           stage_progress=not args.no_progress and args.jobs == 1, deadline=deadline, jobs=args.jobs,
@@ -224,6 +240,9 @@ def main(argv: list[str] | None = None) -> int:
     except TimeBudgetReached as err:
         print(f"hffne_lib.experiments: {err}", file=sys.stderr)
         return EXIT_TIME_BUDGET
+    except (CheckpointError, NonFiniteLossError, ValueError) as err:
+        print(f"hffne_lib.experiments: {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -640,7 +640,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
 def add_override_argument(parser: argparse.ArgumentParser) -> None:
     """``--set KEY=VALUE ...`` (repeatable, all apply; read with ``parse_overrides``)."""
     parser.add_argument("--set", nargs="*", action="extend", default=[], metavar="KEY=VALUE",
-                        help="config overrides, e.g. data_root=data/synthetic_cpu refiner__architecture=A1")
+                        help="config overrides, e.g. refine_iters=500 refiner__architecture=A1")
 
 
 def add_time_budget_argument(parser: argparse.ArgumentParser) -> None:
@@ -682,6 +682,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {"resume": not args.no_resume, "progress": not args.no_progress,
               "deadline": deadline_after(args.max_minutes)}
     try:
+        checked_device(cfg.device)                  # before minutes of building data
         build_benchmark_first(cfg, progress=not args.no_progress)
         if args.stage in ("coarse", "both"):
             print(train_coarse(cfg, args.run_dir, **kwargs))

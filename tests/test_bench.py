@@ -106,3 +106,16 @@ def test_a_device_that_is_not_there_is_one_line_and_writes_nothing(tmp_path, cap
         err = capsys.readouterr().err
         assert bad.value.code == 2 and err.count("\n") == 1 and message in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--size", "128"], "--size must be a multiple of 256 (the paper's coarse U-Net halves it 8 times), got 128"),
+    (["--iters", "0"], "--iters must be at least 1, --warmup and --workers 0 or more; got 0, 10, 4"),
+    (["--data-root", "nowhere"], "no benchmark at nowhere: build it first"),
+])
+def test_settings_the_timing_would_trip_over_are_refused_before_it_starts(arguments, message, tmp_path, capsys):
+    with pytest.raises(SystemExit) as bad:
+        bench.main(["--device", "cpu", "--out", str(tmp_path / "out"), *arguments])
+    err = capsys.readouterr().err
+    assert bad.value.code == 2 and err.startswith(f"python -m hffne_lib.bench: {message}") and err.count("\n") == 1
+    assert not (tmp_path / "out").exists()

@@ -101,3 +101,18 @@ def test_cli_writes_tables_and_figure(folders, capsys):
 def test_cli_nothing_to_compare(folders, capsys):
     assert main(["compare", str(folders / "photos"), str(folders / "refs")]) == EXIT_NOTHING_DONE
     assert "nothing to compare" in capsys.readouterr().err
+
+
+def test_an_unreadable_reference_or_prediction_is_one_line_and_the_rest_goes_on(folders, capsys):
+    (folders / "refs" / "junk.png").write_bytes(b"not a png")                     # a foreign file
+    (folders / "refs" / "cut.png").write_bytes((folders / "refs" / "same.png").read_bytes()[:60])   # truncated
+    for name in ("junk", "cut", "nomask"):
+        write_pred(folders / "pred" / name, *sphere(48))
+    (folders / "refs" / "nomask.png").write_bytes((folders / "refs" / "same.png").read_bytes())
+    (folders / "pred" / "nomask" / "image_mask.png").unlink()
+    table, _, _, problems = compare_folders(folders / "pred", folders / "refs")
+    assert list(table.index) == ["biased", "same"]
+    unreadable = sorted(line.split(":")[0] for line in problems if ": unreadable (" in line)
+    assert unreadable == ["cut.png", "junk.png", "nomask.png"], problems
+    assert main(["compare", str(folders / "pred"), str(folders / "refs")]) == EXIT_OK
+    assert capsys.readouterr().err.count(": unreadable (") == 3

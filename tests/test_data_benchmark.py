@@ -174,6 +174,13 @@ def test_command_line_builds_and_refuses_other_data(tmp_path, capsys):
     with pytest.raises(SystemExit) as usage:
         main(["--preset", "ci", "--root", str(tmp_path / "x"), "--workers", "0"])
     assert usage.value.code == 2 and not (tmp_path / "x").exists()
+    capsys.readouterr()
+    (tmp_path / "notes.txt").write_text("the user's notes")
+    for root in (tmp_path / "notes.txt", tmp_path / "notes.txt" / "bench"):      # a file in the way
+        assert main(["--preset", "ci", "--root", str(root), "--no-progress"]) == 2
+        error = capsys.readouterr().err
+        assert error.startswith("python -m hffne_lib.data: ") and error.count("\n") == 1, error
+    assert (tmp_path / "notes.txt").read_text() == "the user's notes"
 
 
 def test_a_benchmark_of_another_generator_version_is_refused(built, tmp_path):

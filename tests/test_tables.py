@@ -127,6 +127,28 @@ def test_experiments_command_trains_the_named_runs_where_the_notebooks_look(tmp_
     with pytest.raises(SystemExit) as bad:
         main([*args, "--set", "coarse_relight=2"])
     assert bad.value.code == 2 and "coarse_relight is a fraction" in capsys.readouterr().err
+    for setting, message in (("device=cpu", "set device with --device, not --set"),
+                             ("data_root=x", "set data_root with --data-root, not --set"),
+                             ("coarse_milestones=(1,)", "Table 3's exemplar study needs two coarse_milestones"),
+                             ("coarse_milestones=(1,9)", "exemplar_iteration 9 is not a coarse checkpoint this run "
+                                                         "keeps")):
+        with pytest.raises(SystemExit) as bad:
+            main([*args, "--set", setting])
+        err = capsys.readouterr().err
+        assert bad.value.code == 2 and err.startswith(f"hffne_lib.experiments: {message}") and err.count("\n") == 1
+    fresh = ["--preset", "ci", "--data-root", str(tmp_path / "new_data"), "--results-root", str(tmp_path / "new"),
+             "--no-progress", "--device", "nodevice"]
+    assert main(fresh) == 1                        # before the benchmark is built, in one line
+    assert capsys.readouterr().err == "hffne_lib.experiments: unknown device 'nodevice': use cpu, cuda or cuda:N\n"
+    assert not (tmp_path / "new_data").exists() and not (tmp_path / "new").exists()
+
+
+def test_the_notebooks_runs_name_their_benchmark_from_any_working_directory(tmp_path, monkeypatch):
+    """Notebooks run in notebooks/ with data_root "../data": a relative path in the checkpoints
+    sent `python -m hffne_lib.evaluate results/runs/<preset>`, run from the root, to a wrong folder."""
+    monkeypatch.chdir(tmp_path)
+    cfg, run_dir = prepare("ci", "../data", "../results")
+    assert cfg.data_root == str(tmp_path.parent / "data" / "synthetic_ci") and run_dir == Path("../results/runs/ci")
 
 
 def test_reproduce_refuses_fewer_than_one_job(capsys):

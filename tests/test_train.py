@@ -350,10 +350,18 @@ def test_repeated_set_options_all_apply():
     ("refine_lr=0.0", "refine_lr must be above 0, got 0.0"),
     ("data_preset=big", "unknown data_preset 'big'; choose one of ['ci', 'cpu', 'gpu', 'paper']"),
     ("perceptual_layer=relu9_9", "unknown perceptual_layer 'relu9_9'; choose one of ['relu1_2', "),
+    # a blur as wide as the image used to pass, then crash in reflect padding mid-training
+    ("shading_sigma=50.0", "shading_sigma is a Gaussian sigma in px: 0 or more and under a third of the 128 px"),
+    ("reconstruction_sigma=-1.0", "reconstruction_sigma is a Gaussian sigma in px: 0 or more"),
+    ("refiner__residual=True refiner__residual_highpass=43.0", "refiner__residual_highpass is a Gaussian sigma"),
+    # an exemplar milestone the coarse stage never saves used to fail only after training it
+    ("exemplar_iteration=7", "exemplar_iteration 7 is not a coarse checkpoint this run keeps: use one of "
+                             "coarse_milestones (6, 300, 600) up to coarse_iters=1200"),
+    ("coarse_iters=200 exemplar_iteration=300", "exemplar_iteration 300 is not a coarse checkpoint this run keeps"),
 ])
 def test_a_setting_of_the_wrong_type_or_range_is_refused_in_one_line(setting, message, capsys):
     with pytest.raises(SystemExit) as bad:
-        parse_command_line(["both", "--preset", "cpu", "--run-dir", "runs/x", "--set", setting])
+        parse_command_line(["both", "--preset", "cpu", "--run-dir", "runs/x", "--set", *setting.split()])
     err = capsys.readouterr().err
     assert bad.value.code == 2 and err.startswith(f"python -m hffne_lib.train: {message}") and err.count("\n") == 1
 
@@ -364,6 +372,14 @@ def test_asking_for_cuda_without_it_is_a_one_line_error_that_names_the_way_out(m
         setup_runtime(get_config("gpu"))
     with pytest.raises(ValueError, match=r"^unknown device 'gpu': use cpu, cuda or cuda:N$"):
         setup_runtime(get_config("cpu", device="gpu"))
+
+
+def test_an_unknown_device_is_refused_before_the_benchmark_is_built(tmp_path, capsys):
+    data_root = tmp_path / "bench"
+    assert main(["coarse", "--preset", "ci", "--run-dir", str(tmp_path / "run"), "--no-progress",
+                       "--set", f"data_root={data_root}", "device=nodevice"]) == 1
+    assert capsys.readouterr().err == "hffne_lib.train: unknown device 'nodevice': use cpu, cuda or cuda:N\n"
+    assert not data_root.exists() and not (tmp_path / "run").exists()
 
 
 def test_settings_take_a_number_for_a_float_a_list_for_a_tuple_and_none_where_allowed():

@@ -5,7 +5,8 @@
 
 The folder defaults to ``data/synthetic_<preset>``, where the notebooks and the training
 commands look (``--set data_root=...``). A finished benchmark is left as it is; a killed build
-resumes. Exit code 2 with one line on stderr for a bad preset or a folder holding other data.
+resumes. Exit code 2 with one line on stderr for a bad preset, a folder holding other data or
+one that cannot be written.
 """
 from __future__ import annotations
 
@@ -29,9 +30,11 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"--workers must be at least 1, got {args.workers}")
     root = args.root or benchmark_folder(args.preset)
     try:
+        if root.exists() and not root.is_dir():
+            raise ValueError(f"{root} is a file, not a folder: choose another --root")
         manifest = build_benchmark(root, args.preset, args.sfm_path, progress=not args.no_progress,
                                    workers=args.workers)
-    except (ValueError, FileNotFoundError) as err:
+    except (ValueError, OSError) as err:       # OSError: a folder that cannot be written, a full disk
         print(f"python -m hffne_lib.data: {err}", file=sys.stderr)
         return 2
     print(summarize_manifest(manifest).to_string())
