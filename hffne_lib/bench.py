@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import re
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Callable
 
@@ -35,11 +33,11 @@ from torch.autograd import DeviceType
 from torch.profiler import ProfilerActivity, profile
 
 from .coarse import CoarseConfig, UNetGenerator
-from .config import checked_device
+from .config import checked_device, device_name
 from .losses import PerceptualLoss, reconstruction_loss
 from .metrics import angular_error
 from .refiner import Refiner, RefinerConfig
-from .train import to_channels_last
+from .train import bf16_autocast, to_channels_last
 from .vgg import VGG19Features
 
 
@@ -100,17 +98,13 @@ def _timed_compiled(make_fn: Callable[[bool], Callable[[], object]], device: tor
     return _timed(make_fn(False), device, warmup, iters), {"compiled": False}
 
 
-def _autocast(device: torch.device, enabled: bool):
-    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
-
-
 def training_step(path: BenchPath, optimizer: torch.optim.Optimizer, gray: torch.Tensor, rgb: torch.Tensor,
                   bf16: bool, refiner: nn.Module | None = None) -> torch.Tensor:
     """One refinement iteration (eq. 10): exemplar under no_grad, refine, losses, Adam step."""
     refiner = refiner or path.refiner
-    with torch.no_grad(), _autocast(gray.device, bf16):
+    with torch.no_grad(), bf16_autocast(gray.device, bf16):
         exemplar = path.coarse(gray).float()
-    with _autocast(gray.device, bf16):
+    with bf16_autocast(gray.device, bf16):
         refined = refiner(gray, exemplar).float()
         loss = reconstruction_loss(refined, exemplar) + path.perceptual(refined, rgb)
     optimizer.zero_grad(set_to_none=True)
@@ -185,7 +179,7 @@ def bench_training_compiled(fast: BenchPath, device: torch.device, batch: int, s
 
 def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
     def infer(gray: torch.Tensor) -> torch.Tensor:
-        with _autocast(gray.device, optimised):
+        with bf16_autocast(gray.device, optimised):
             return path.refiner(gray, path.coarse(gray))
     return torch.compile(infer, mode=compile_mode) if compile_mode else infer
 
@@ -286,7 +280,7 @@ def agreement(authors: BenchPath, fast: BenchPath, device: torch.device, size: i
     gray = torch.rand(batch, 1, size, size, device=device)
     reference = authors.refiner(gray, authors.coarse(gray)).float()
     fp32 = fast.refiner(gray, fast.coarse(gray)).float()
-    with _autocast(device, device.type == "cuda"):
+    with bf16_autocast(device, device.type == "cuda"):
         low = fast.refiner(gray, fast.coarse(gray)).float()
     return {"fp32_mean_deg": angular_error(fp32, reference).mean().item(),
             "bf16_mean_deg": angular_error(low, reference).mean().item() if device.type == "cuda" else None}
@@ -317,8 +311,8 @@ def bench_input(size: int, batch: int, data_root: str | None, iters: int, worker
 
 
 def device_label(device: torch.device) -> str:
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else (platform.processor() or platform.machine())
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "cpu"
+    """``config.device_name`` as a file name, e.g. NVIDIA_H200 or x86_64."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", device_name(device)).strip("_") or "cpu"
 
 
 def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),

@@ -1,4 +1,4 @@
-"""Experiment settings: one dataclass, four named presets, overrides by keyword.
+"""Experiment settings: one dataclass, five named presets, overrides by keyword.
 
     cfg = get_config("ci", coarse_iters=50, refiner__architecture="A1")
 
@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import platform
 import types
 import typing
 from dataclasses import dataclass, field
@@ -278,6 +279,14 @@ def checked_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(name)!r} asked for but CUDA is not available here; use cpu")
     return device
+
+
+def device_name(device: str | torch.device) -> str:
+    """The hardware behind a torch device: the GPU's name for CUDA (when present), else the CPU's."""
+    device = torch.device(device)
+    if device.type == "cuda" and torch.cuda.is_available():
+        return torch.cuda.get_device_name(device)
+    return platform.processor() or platform.machine()
 
 
 def get_config(name: str, **overrides: Any) -> ExperimentConfig:

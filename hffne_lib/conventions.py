@@ -66,12 +66,6 @@ def from_uint8_image(image: np.ndarray) -> torch.Tensor:
     return decode_rgb(rgb[None])[0]
 
 
-def flip_horizontal(normals: torch.Tensor) -> torch.Tensor:
-    """Mirror a normal map left-right: flips the W axis and negates x (B x 3 x H x W)."""
-    flipped = normals.flip(-1)
-    return torch.cat([-flipped[:, :1], flipped[:, 1:]], dim=1)
-
-
 def transform_normals(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
     """Apply an orthogonal map of camera space (a rotation or a mirror, in the axes above) to every
     normal, as the map turns the surface: B x 3 x H x W, B x 3 x 3 -> B x 3 x H x W. A quarter turn
@@ -82,11 +76,6 @@ def transform_normals(normals: torch.Tensor, matrix: torch.Tensor) -> torch.Tens
 def apply_mask(normals: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Zero the normals outside the mask: B x 3 x H x W, B x 1 x H x W -> B x 3 x H x W."""
     return normals * mask.to(normals.dtype)
-
-
-def valid_mask(normals: torch.Tensor, min_length: float = 0.5) -> torch.Tensor:
-    """Pixels holding a real normal (length >= min_length): B x 3 x H x W -> B x 1 x H x W bool."""
-    return normals.square().sum(dim=1, keepdim=True) >= min_length * min_length
 
 
 def shade_lambertian(normals: torch.Tensor, light_dir: torch.Tensor) -> torch.Tensor:

@@ -21,7 +21,6 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 import torch
@@ -121,16 +120,6 @@ def evaluate_splits(estimator: NormalEstimator, datasets: dict[str, Dataset], ba
     parts = [evaluate(estimator, data, batch_size, target, progress, name) for name, data in datasets.items()]
     return Evaluation(pd.concat([p.summary for p in parts], ignore_index=True),
                       pd.concat([p.per_image for p in parts], ignore_index=True))
-
-
-def compare(evaluations: dict[str, Evaluation], stages: Iterable[str] = STAGES, column: str = "mean") -> pd.DataFrame:
-    """One wide table: rows (split, region), a column per (run, stage) holding ``column``."""
-    parts = []
-    for run, evaluation in evaluations.items():
-        table = evaluation.summary[evaluation.summary["stage"].isin(list(stages))]
-        parts.append(table.assign(run=run))
-    long = pd.concat(parts, ignore_index=True)
-    return long.pivot_table(index=["split", "region"], columns=["run", "stage"], values=column)
 
 
 def main(argv: list[str] | None = None) -> int:

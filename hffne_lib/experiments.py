@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import multiprocessing
 import os
+import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -34,7 +35,7 @@ from .config import ExperimentConfig, checked_device, get_config, with_overrides
 from .data.benchmark import DATA_FOLDER, benchmark_folder
 from .pipeline import NormalEstimator
 from .official import CheckpointError
-from .train import (EXIT_TIME_BUDGET, NonFiniteLossError, TimeBudgetReached, add_override_argument,
+from .train import (EXIT_TIME_BUDGET, RESUMABLE_CHANGES, NonFiniteLossError, TimeBudgetReached, add_override_argument,
                     add_time_budget_argument, build_benchmark_first, deadline_after, exemplar_checkpoint,
                     parse_overrides, train_coarse, train_refiner)
 
@@ -88,6 +89,30 @@ def experiment_config(cfg: ExperimentConfig, name: str) -> ExperimentConfig:
     if name not in known:
         raise KeyError(f"unknown experiment {name!r}; choose one of {list(known)}")
     return with_overrides(cfg, **known[name].overrides)
+
+
+def refinement_stage(cfg: ExperimentConfig) -> str:
+    """The sub-folder of a refinement run with settings ``cfg`` (notebook 02's default): the stage
+    of the table row with these settings ("refiner" for the paper's model, "refiner_A1", ...), so
+    its training serves the tables too; else "refiner_" + the settings that differ from preset
+    ``cfg.name``'s, so runs of different settings never share (and never refuse to resume) a folder.
+    Fields a run may change when resumed (train.RESUMABLE_CHANGES) do not count."""
+    def settings(config: ExperimentConfig) -> dict[str, Any]:
+        flat = {}
+        for key, value in config.to_dict().items():
+            nested = value.items() if isinstance(value, dict) else [("", value)]
+            flat.update({f"{key}__{sub}" if sub else key: item for sub, item in nested})
+        return {key: value for key, value in flat.items() if key not in RESUMABLE_CHANGES}
+
+    ours = settings(cfg)
+    preset = get_config(cfg.name)
+    for name, experiment in experiments(preset).items():
+        if settings(experiment_config(preset, name)) == ours:
+            return experiment.stage
+    base = settings(preset)
+    differing = [f"{key}-{'-'.join(map(str, value)) if isinstance(value, tuple) else value}"
+                 for key, value in ours.items() if base.get(key) != value]
+    return re.sub(r"[^A-Za-z0-9._-]", "_", "_".join(["refiner", *differing]))
 
 
 def prepare(preset: str, data_root: str | os.PathLike = DATA_FOLDER, results_root: str | os.PathLike = "results",

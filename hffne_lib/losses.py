@@ -1,4 +1,4 @@
-"""Training losses. Defaults follow PAPER.md (eq. 10) and the authors' release; all weights settable.
+"""Training losses. Defaults follow the paper (eq. 10) and the authors' release; all weights settable.
 
 Shapes: normals B x 3 x H x W unit vectors; images B x 3 x H x W in [0, 1]; masks B x 1 x H x W.
 """
@@ -12,7 +12,7 @@ from .conventions import surface_slopes
 from .filters import band_pass, low_pass
 from .vgg import VGG19Features
 
-#: The release divides the mean relu1_2 L1 by 256 * 256 before adding it (PAPER.md, eq. 10).
+#: The release divides the mean relu1_2 L1 by 256 * 256 before adding it (the paper's eq. 10).
 PERCEPTUAL_RELEASE_SCALE = 1.0 / (256 * 256)
 
 

@@ -1,4 +1,4 @@
-"""Angular-error metrics (PAPER.md: mean +- std across images, share of pixels under thresholds)."""
+"""Angular-error metrics (as the paper reports them: mean +- std across images, share of pixels under thresholds)."""
 from __future__ import annotations
 
 from typing import Sequence

@@ -2,7 +2,7 @@
 
 Every table built from these carries the label REPORTED so nobody mistakes them for our runs.
 Columns: mean and std of the angular error (degrees, std across images) and the % of pixels
-under 20, 25 and 30 degrees. Source: Wang et al., ACM MM 2022 (see PAPER.md).
+under 20, 25 and 30 degrees. Source: Wang et al., "Towards High-Fidelity Face Normal Estimation", ACM MM 2022, Tables 1-3.
 """
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ TABLE1_PHOTOFACE = {
     "Cross-modal-ft": (12.0, 5.3, 85.2, 92.0, 95.6), "LAP": (12.3, 4.5, 84.9, 92.4, 96.3),
     "Ours-paired": (11.3, 7.7, 88.6, 94.4, 97.2),
 }
+# Extreme's shares are as printed, though < 25 deg (51.9) cannot be below < 20 deg (64.7): its last two
+# equal Table 1's Extreme row, a slip in the source most likely. Kept as given, not corrected.
 TABLE2_FLORENCE = {
     "Extreme": (19.2, 2.2, 64.7, 51.9, 64.5), "SfSNet": (18.7, 3.2, 63.1, 77.2, 86.7),
     "3DDFA": (14.3, 2.3, 79.7, 87.3, 91.8), "PRN": (14.1, 2.2, 79.9, 88.2, 92.9),

@@ -39,9 +39,12 @@ from .evaluate import DETAIL_FREE, REGIONS, detail_free, region_errors
 from .fitting import adam_on_normals
 from .losses import RefinementObjective
 from .metrics import summarize_errors
+from .predict import OutputExistsError, check_absent
 from .train import add_override_argument, exemplar_checkpoint, open_split, parse_overrides, refinement_objective
 
 EXEMPLAR = "coarse exemplar"
+#: What ``--out`` receives; an earlier probe there is kept unless ``--overwrite``.
+PROBE_FILES = ("curves.csv", "final.md")
 #: Where N starts (``--start``), by name -> the label of its row: the coarse exemplar, or (an oracle)
 #: the detail-free truth, which then also stands in for the exemplar in every term.
 STARTS = {"exemplar": EXEMPLAR, "detail-free": "detail-free truth as the exemplar (oracle)"}
@@ -222,8 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     out = Path(args.out)
     try:
-        if not args.overwrite and any((out / name).exists() for name in ("curves.csv", "final.md")):
-            raise ValueError(f"{out} holds an earlier probe; pass --overwrite or choose another --out")
+        if not args.overwrite:
+            check_absent(out / name for name in PROBE_FILES)
         cfg = get_config(args.preset, **parse_overrides(args.set))
         coarse_net, source = None, "the detail-free truth (oracle)"
         if args.start == "exemplar":
@@ -240,16 +243,17 @@ def main(argv: list[str] | None = None) -> None:
                                   [VARIANTS[name] for name in args.variants], images=args.images,
                                   steps=args.steps, lr=args.lr, eval_every=args.eval_every,
                                   progress=not args.no_progress, start=args.start)
-    except (ValueError, KeyError) as err:
+    except (ValueError, KeyError, OutputExistsError) as err:
         raise SystemExit(f"hffne_lib.probe: {err.args[0] if err.args else err}") from None
     out.mkdir(parents=True, exist_ok=True)
-    curves.to_csv(out / "curves.csv", index=False)
+    curves_csv, final_md = (out / name for name in PROBE_FILES)
+    curves.to_csv(curves_csv, index=False)
     table = final_table(curves, STARTS[args.start]).round(2).to_markdown()
     vgg = "; ".join(curves["vgg19"].dropna().unique())
     header = (f"Objective probe (beyond the paper): {args.split}, first {args.images} images, {args.steps} Adam "
               f"steps at lr {args.lr} on the normals themselves; preset {args.preset}; mean degrees; "
               f"VGG19: {vgg}; starting from {source}; probe revision {CODE_REVISION}.\n\n")
-    (out / "final.md").write_text(header + table + "\n")
+    final_md.write_text(header + table + "\n")
     print(header + table)
 
 

@@ -4,7 +4,7 @@
     feats = E_I(I)                 face encoder: stem + four residual down stages
     N     = D_N(feats, code)       decoder: four up blocks whose last conv mixes in the code
 
-``RefinerConfig.architecture`` picks how the exemplar R enters (PAPER.md, Table 3):
+``RefinerConfig.architecture`` picks how the exemplar R enters (the paper's Table 3):
   "A3"     modulated/demodulated convolution in every up block (the paper's model, default)
   "adain"  a plain conv followed by AdaIN driven by the code
   "concat" 'w/o modulation': the code, broadcast, concatenated with the features

@@ -65,7 +65,7 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m hffne_lib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke", choices=list(PRESETS), help="experiment preset (default smoke)")
     parser.add_argument("--device", default="cpu", help="torch device for training and evaluation")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder")

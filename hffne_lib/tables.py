@@ -11,15 +11,13 @@ Photoface or Florence); the paper's rows are labelled "reported by the paper (..
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 
 import pandas as pd
-import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import CODE_REVISION, checkpoint_revision
-from .config import ExperimentConfig
+from .config import ExperimentConfig, device_name
 from .evaluate import DETAIL_FREE, FITTED, REGIONS, Evaluation, evaluate
 from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
 from .fitting import FitSettings
@@ -131,7 +129,7 @@ def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float
     checkpoint), preset, device, data, VGG weights, the fitting settings of FITTED_ROW, wall time."""
     estimator = load_experiment(cfg, run_dir, "Ours-paired")
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
-            "preset": cfg.name, "device": f"{cfg.device} ({_device_name(cfg.device)})",
+            "preset": cfg.name, "device": f"{cfg.device} ({device_name(cfg.device)})",
             "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": estimator.provenance["vgg_weights"],
             **({"fitted": fitting.describe()} if fitting else {}), "wall time": f"{seconds:.0f} s"}
 
@@ -149,12 +147,6 @@ def training_revisions(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str
                 seen.add(path)
                 by_revision.setdefault(checkpoint_revision(path), []).append(label)
     return "; ".join(f"{revision}: {', '.join(labels)}" for revision, labels in by_revision.items())
-
-
-def _device_name(device: str) -> str:
-    if device.startswith("cuda") and torch.cuda.is_available():
-        return torch.cuda.get_device_name(torch.device(device))
-    return platform.processor() or platform.machine()
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:

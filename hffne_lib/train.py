@@ -26,7 +26,7 @@ import math
 import os
 import sys
 import time
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -95,11 +95,14 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
-    def autocast(self, enabled: bool):
+    def autocast(self, enabled: bool) -> AbstractContextManager:
         """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere."""
-        if enabled and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
+        return bf16_autocast(self.device, enabled and self.device.type == "cuda")
+
+
+def bf16_autocast(device: torch.device, enabled: bool) -> AbstractContextManager:
+    """bf16 autocast on ``device`` when ``enabled``, else a no-op context."""
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 def setup_runtime(cfg: ExperimentConfig) -> Runtime:

@@ -29,19 +29,12 @@ def test_rgb_round_trip_float_and_uint8():
     assert torch.allclose(cv.from_uint8_image(sixteen), n[0], atol=1e-4)
 
 
-def test_horizontal_flip_negates_x_and_is_an_involution():
-    n = _random_unit()
-    f = cv.flip_horizontal(n)
-    assert torch.equal(f[:, 0], -n[:, 0].flip(-1)) and torch.equal(f[:, 1:], n[:, 1:].flip(-1))
-    assert torch.equal(cv.flip_horizontal(f), n)
-
-
 def test_masks_and_shading():
     n = _random_unit()
     mask = torch.zeros(2, 1, 5, 7)
     mask[:, :, 1:3] = 1
     masked = cv.apply_mask(n, mask)
-    assert torch.equal(cv.valid_mask(masked), mask.bool())
+    assert torch.equal(masked.norm(dim=1, keepdim=True) > 0, mask.bool())
     frontal = cv.normalize(torch.tensor(cv.FRONTAL).view(1, 3, 1, 1).expand(1, 3, 2, 2).clone())
     assert torch.allclose(cv.shade_lambertian(frontal, torch.tensor([0.0, 0.0, 2.0])), torch.ones(1, 1, 2, 2))
     sixty = torch.tensor([0.0, np.sin(np.pi / 3), np.cos(np.pi / 3)])  # 60 degrees from the normal

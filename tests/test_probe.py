@@ -140,10 +140,10 @@ def test_probe_from_the_detail_free_truth_needs_no_network_and_starts_at_the_ref
 def test_command_line_refuses_bad_input_in_one_line_and_keeps_earlier_results(tmp_path):
     earlier = tmp_path / "probe"
     earlier.mkdir()
-    (earlier / "final.md").write_text("kept")
-    with pytest.raises(SystemExit, match=r"^hffne_lib.probe: .*probe holds an earlier probe; pass --overwrite"):
+    (earlier / "curves.csv").write_text("kept")
+    with pytest.raises(SystemExit, match=r"^hffne_lib.probe: .*curves.csv exists \(use --overwrite\)$"):
         main(["--run-dir", str(tmp_path), "--out", str(earlier)])
-    assert (earlier / "final.md").read_text() == "kept"
+    assert (earlier / "curves.csv").read_text() == "kept"
     with pytest.raises(SystemExit, match=r"^hffne_lib.probe: .*latest.pt: no such checkpoint; train the coarse stage first"):
         main(["--preset", "ci", "--run-dir", str(tmp_path / "none"), "--out", str(tmp_path / "new")])
     with pytest.raises(SystemExit, match=r"^hffne_lib.probe: unknown config field 'colour'$"):

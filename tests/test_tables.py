@@ -200,3 +200,20 @@ def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
     assert calls[1][1] == {"preset": "smoke", "data_root": str(tmp_path / "shm")}   # only what 00 declares
     assert calls[-1][1] == {"preset": "smoke", "device": "cpu", "results_root": str(tmp_path), "jobs": 3,
                             "data_root": str(tmp_path / "shm")}
+
+
+def test_notebook_02s_runs_are_named_after_their_settings_and_share_the_tables_folder_when_they_are_a_row():
+    from hffne_lib.config import get_config
+    from hffne_lib.experiments import refinement_stage
+
+    row_settings = [("refiner", {}), ("refiner_A1", {"refiner__architecture": "A1"}),
+                    ("refiner_unpaired", {"paired": False}), ("refiner_iter_early", {"exemplar_iteration": 6}),
+                    ("refiner", {"refine_iters": 7, "eval_every": 3})]     # resumable changes do not count
+    for stage, overrides in row_settings:
+        assert refinement_stage(get_config("cpu", **overrides)) == stage
+    assert refinement_stage(get_config("cpu", seed=1)) == "refiner_seed-1"
+    assert refinement_stage(get_config("cpu", shading_weight=3.0, refine_splits=("wild_train",))) == \
+        "refiner_refine_splits-wild_train_shading_weight-3.0"
+    # A1 with a shading term is no row: its own folder, not A1's (which it could not resume)
+    assert refinement_stage(get_config("cpu", refiner__architecture="A1", shading_weight=3.0)) == \
+        "refiner_refiner__architecture-A1_shading_weight-3.0"

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
+from typing import Callable, ParamSpec, TypeVar
 
 import torch
 
 from .mesh import Mesh, vertex_normals, vertex_tangents
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
 #: Most (triangle, pixel) candidate pairs processed at once; bounds memory to ~200 MB.
 MAX_PAIRS = 4_000_000
 
 
-def single_threaded(fn):
+def single_threaded(fn: Callable[P, R]) -> Callable[P, R]:
     """Run ``fn`` with one torch thread. The generator's tensors are small: extra OpenMP
     threads only spin, and on a busy 2-core machine they made it ten times slower."""
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
