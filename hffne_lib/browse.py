@@ -23,8 +23,8 @@ from torch.utils.data import Dataset
 from .checkpoint import LATEST
 from .config import ExperimentConfig
 from .experiments import experiments
-from .figures import (FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, Prediction, albedo_of, angular_error_map,
-                      error_panel, face_mask, figure_title, fitting_note, light_label, normal_panel, photo_panel,
+from .figures import (FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, StageNormals, albedo_of, angular_error_map,
+                      error_panel, figure_title, fitting_note, item_mask, light_label, normal_panel, photo_panel,
                       predict, relit_panel, shading_panel, stage_title, truth_of, truth_panel)
 from .fitting import FitSettings
 from .pipeline import NormalEstimator
@@ -46,7 +46,7 @@ def trained_variants(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> list[
             if (Path(run_dir) / experiment.stage / LATEST).is_file()]
 
 
-def panels_of(item: Item, prediction: Prediction, azimuth: float, elevation: float,
+def panels_of(item: Item, prediction: StageNormals, azimuth: float, elevation: float,
               ambient: float = RELIGHT_AMBIENT) -> dict[str, np.ndarray]:
     """Panels of one item from its prediction (batch of one): PANELS name -> H x W x 3 array.
 
@@ -55,7 +55,7 @@ def panels_of(item: Item, prediction: Prediction, azimuth: float, elevation: flo
     light (azimuth, elevation) in degrees. Items without ground truth get no truth/error panels,
     predictions without fitted normals no fitted panels.
     """
-    mask = face_mask(item)
+    mask = item_mask(item)
     stages = {stage: normals[0] for stage, normals in prediction.stages().items()}
     refined = stages["refined"]
     albedo, _ = albedo_of(item, refined)
@@ -126,7 +126,7 @@ class ResultsBrowser:
         self.preset = preset
         self.fitting = fitting
         self._estimators: dict[str, NormalEstimator] = {}
-        self._last: tuple[tuple[str, str, int], Prediction] | None = None   # the current selection's
+        self._last: tuple[tuple[str, str, int], StageNormals] | None = None   # the current selection's
 
     def estimator(self, variant: str) -> NormalEstimator:
         """The variant's estimator, loaded on first use, with the browser's fitting settings."""

@@ -1,4 +1,4 @@
-"""Our analogues of the paper's figures (PAPER.md, "Figures"), each a matplotlib Figure.
+"""Our analogues of the paper's figures (3, 4, 6-11), each a matplotlib Figure.
 
     fig = figure_error_maps(estimator, [lab_test[i] for i in range(4)], preset="ci")
     save_figure(fig, "results/figures/ci/fig6_error_maps.png")
@@ -32,9 +32,12 @@ from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
 from .conventions import apply_mask, rgb_to_gray, shade_lambertian, to_uint8_image
+from .data import CROP_SCALE, LIGHT_FIELDS, load_image
+from .data.images import IMAGE_SUFFIXES
 from .evaluate import evaluate
 from .metrics import angular_error
 from .pipeline import NormalEstimator
+from .predict import face_crops, face_mask
 from .rendering import fit_sh, light_direction, relight, sh_shading
 from .vgg import RANDOM_SOURCE
 
@@ -82,9 +85,10 @@ def figure_title(what: str, preset: str, estimators: Iterable[NormalEstimator]) 
 
 # ----------------------------------------------------------------------------- predictions
 @dataclass
-class Prediction:
-    """Both stages' normals for a batch of items, B x 3 x H x W, zero outside the items' masks;
-    ``fitted``: the exemplars fitted to the images (beyond the paper), or None."""
+class StageNormals:
+    """Each stage's normals for a batch of items (``predict``'s result; a photo's faces are
+    hffne_lib.predict.Prediction), B x 3 x H x W, zero outside the items' masks; ``fitted``: the
+    exemplars fitted to the images (beyond the paper), or None."""
 
     coarse: torch.Tensor
     refined: torch.Tensor
@@ -106,24 +110,25 @@ def stack(items: Sequence[Item], key: str) -> torch.Tensor:
     return torch.stack([torch.as_tensor(item[key]) for item in items]).float()
 
 
-def face_mask(item: Item) -> torch.Tensor:
-    """The item's face mask, 1 x H x W bool (everything when it has none, e.g. a real photo)."""
+def item_mask(item: Item) -> torch.Tensor:
+    """The item's "mask", 1 x H x W bool; everything when it has none (the face region of a crop
+    is hffne_lib.predict.face_mask, which ``load_real_faces`` puts in its items)."""
     if "mask" in item:
         return torch.as_tensor(item["mask"]).bool()
     return torch.ones_like(torch.as_tensor(item["gray"]), dtype=torch.bool)
 
 
-def predict(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False) -> Prediction:
+def predict(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False) -> StageNormals:
     """Coarse exemplar and refined normals of the items, masked to their faces; with ``fit`` and
     ``estimator.fitting`` set, also the exemplars fitted to the images inside those masks."""
     gray = stack(items, "gray")
-    masks = torch.stack([face_mask(item) for item in items])
+    masks = torch.stack([item_mask(item) for item in items])
     coarse = estimator.coarse(gray)
     refined = estimator.refine(gray, coarse)
     fitted = None
     if fit and estimator.fitting is not None:
         fitted = apply_mask(estimator.fit(gray, coarse, masks.float()).cpu(), masks)
-    return Prediction(apply_mask(coarse.cpu(), masks), apply_mask(refined.cpu(), masks), fitted)
+    return StageNormals(apply_mask(coarse.cpu(), masks), apply_mask(refined.cpu(), masks), fitted)
 
 
 def fitting_note(estimator: NormalEstimator) -> str:
@@ -161,7 +166,7 @@ def photo_panel(item: Item) -> np.ndarray:
 
 def truth_panel(item: Item) -> np.ndarray:
     """The item's ground-truth "normal", masked to its face, as an H x W x 3 uint8 panel."""
-    return normal_panel(apply_mask(truth_of(item)[None], face_mask(item))[0])
+    return normal_panel(apply_mask(truth_of(item)[None], item_mask(item))[0])
 
 
 def truth_of(item: Item) -> torch.Tensor:
@@ -210,7 +215,7 @@ def albedo_of(item: Item, normals: torch.Tensor) -> tuple[torch.Tensor, str]:
     absorbs the mean grey albedo, so an estimate is relative (about 1 for an average face)."""
     if "albedo" in item:
         return torch.as_tensor(item["albedo"]).float(), "dataset albedo"
-    mask = face_mask(item)
+    mask = item_mask(item)
     gray = torch.as_tensor(item["gray"]).float()[None]
     shading = sh_shading(normals[None], fit_sh(gray, normals[None], mask[None]))[0]
     return photo(item) / shading.clamp_min(SHADING_FLOOR) * mask, "albedo estimated as image / fitted SH shading"
@@ -283,7 +288,7 @@ def item_labels(items: Sequence[Item]) -> list[str]:
     return [item_label(item, i) for i, item in enumerate(items)]
 
 
-def show_stages(grid: PanelGrid, row: int, item: Item, pred: Prediction) -> None:
+def show_stages(grid: PanelGrid, row: int, item: Item, pred: StageNormals) -> None:
     """Columns 0-2 of a row: the input, the coarse exemplar and the refined normals (``pred`` row ``row``)."""
     grid.show(row, 0, photo_panel(item), "input")
     grid.show(row, 1, normal_panel(pred.coarse[row]), "coarse exemplar")
@@ -317,16 +322,17 @@ def figure_exemplar_vs_refined(estimator: NormalEstimator, items: Sequence[Item]
 
 def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                    lights: Sequence[tuple[float, float]] = DEFAULT_LIGHTS) -> Figure:
-    """Fig. 4: one row per stage and item (exemplar, refined, and fitted when the estimator fits),
-    each stage's Lambertian shading (white albedo) under each light (azimuth, elevation in degrees);
-    columns input, normals, one per light. len(stages) * len(items) rows of 2 + len(lights) panels."""
+    """Fig. 4: two rows per item, the exemplar's and the refined normals' Lambertian shading (white
+    albedo) under each light (azimuth, elevation in degrees); columns input, normals, one per light.
+    2 * len(items) rows of 2 + len(lights) panels; the fitted exemplar (beyond the paper) is in figs. 3
+    and 6 only."""
     stages = predict(estimator, items).stages()
     grid = PanelGrid(len(stages) * len(items), 2 + len(lights),
                      figure_title("Fig. 4 analogue: normals and Lambertian shading under several lights",
                                   preset, [estimator]))
     labels = []
     for i, item in enumerate(items):
-        mask = face_mask(item)
+        mask = item_mask(item)
         for offset, (stage, batch) in enumerate(stages.items()):
             row, normals = len(stages) * i + offset, batch[i]
             grid.show(row, 0, photo_panel(item), "input")
@@ -347,7 +353,7 @@ def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset:
                      figure_title("Fig. 6 analogue: angular error maps, coarse vs refined" + fitting_note(estimator),
                                   preset, [estimator]))
     for row, item in enumerate(items):
-        mask = face_mask(item)
+        mask = item_mask(item)
         truth = truth_of(item)
         grid.show(row, 0, photo_panel(item), "input")
         grid.show(row, 1, truth_panel(item), "ground truth")
@@ -373,7 +379,7 @@ def figure_relighting(estimator: NormalEstimator, items: Sequence[Item], preset:
                      figure_title(f"Fig. 7 analogue: Lambertian relighting, ambient {ambient:g}; {', '.join(sources)}",
                                   preset, [estimator]))
     for row, (item, (albedo, source)) in enumerate(zip(items, albedos)):
-        mask = face_mask(item)
+        mask = item_mask(item)
         normals = pred.refined[row]
         grid.show(row, 0, photo_panel(item), "input")
         grid.show(row, 1, image_panel(albedo * mask),
@@ -432,7 +438,7 @@ def figure_variety(estimator: NormalEstimator, items: Sequence[Item], preset: st
     for col, item in enumerate(items):
         grid.show(0, col, photo_panel(item), item_label(item, col))
         grid.show(1, col, normal_panel(pred.refined[col]))
-        grid.show(2, col, shading_panel(pred.refined[col], face_mask(item), *light))
+        grid.show(2, col, shading_panel(pred.refined[col], item_mask(item), *light))
     grid.label_rows(["input", "refined", f"shading {light_label(*light)}"])
     return grid.figure
 
@@ -448,7 +454,7 @@ def figure_failures(estimator: NormalEstimator, worst: Sequence[Item], extreme_l
                                                  preset, [estimator]))
     labels = []
     for row, item in enumerate(items):
-        mask = face_mask(item)
+        mask = item_mask(item)
         error = angular_error_map(pred.refined[row], truth_of(item), mask)
         grid.show(row, 0, photo_panel(item), "input")
         grid.show(row, 1, truth_panel(item), "ground truth")
@@ -464,12 +470,14 @@ def figure_failures(estimator: NormalEstimator, worst: Sequence[Item], extreme_l
 def figure_real_faces(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                       light: tuple[float, float] = FRONT_LEFT_LIGHT) -> Figure:
     """Real photos (no ground truth): per face the input, the exemplar, the refined normals and
-    their shading under ``light``: 4 panels a row. Items from ``load_real_faces``."""
+    their shading under ``light``, inside the items' masks: 4 panels a row. Items from
+    ``load_real_faces``; the refined normals, never fitted ones, as ``hffne predict`` without
+    --fit-steps writes them."""
     pred = predict(estimator, items)
     grid = PanelGrid(len(items), 4, figure_title("Real faces (no ground truth)", preset, [estimator]))
     for row, item in enumerate(items):
         show_stages(grid, row, item, pred)
-        grid.show(row, 3, shading_panel(pred.refined[row], face_mask(item), *light), f"shading {light_label(*light)}")
+        grid.show(row, 3, shading_panel(pred.refined[row], item_mask(item), *light), f"shading {light_label(*light)}")
     grid.label_rows(item_labels(items))
     return grid.figure
 
@@ -498,7 +506,7 @@ def variety_indices(dataset: Dataset, count: int) -> list[int]:
         identity = int(item.get("identity", index))
         if identity not in first:
             tone = torch.as_tensor(item.get("albedo", item["gray"])).float().mean(0, keepdim=True)
-            first[identity] = (float(tone[face_mask(item)].mean()), index)
+            first[identity] = (float(tone[item_mask(item)].mean()), index)
     ranked = [index for _, index in sorted(first.values())]
     if len(ranked) <= count:
         return ranked
@@ -515,7 +523,6 @@ def worst_indices(estimator: NormalEstimator, dataset: Dataset, count: int) -> l
 def light_angle(item: Item) -> float:
     """Angle (degrees) between an item's main light and the view axis, from its "light" vector
     (hffne_lib.data LIGHT_FIELDS: the directional light, else the first-order SH direction)."""
-    from .data.synthetic import LIGHT_FIELDS  # the data package is heavy; only fig. 11 needs it
     if "light" not in item:
         raise KeyError("item has no 'light' vector: extreme-light selection needs a wild or scans split")
     light = dict(zip(LIGHT_FIELDS, torch.as_tensor(item["light"]).tolist()))
@@ -534,23 +541,27 @@ def extreme_light_indices(dataset: Dataset, count: int) -> list[int]:
 
 # ----------------------------------------------------------------------------- real photos
 def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = None) -> list[dict[str, Any]]:
-    """Real photos of ``folder`` (any hffne_lib.data image file, sorted by name, the first
-    ``limit``), the largest face of each detected and cropped to ``size`` px with hffne_lib.data's
-    functions -> items with "rgb" 3 x size x size, "gray" 1 x size x size in [0, 1] and "name".
-    Photos where no face is found are skipped."""
-    from .data import crop_face, detect_faces, load_image
-    from .data.images import IMAGE_SUFFIXES
+    """Real photos of ``folder`` (any hffne_lib.data image file, sorted by name, the first ``limit``),
+    the largest face of each found and cropped to ``size`` px as ``hffne predict`` does
+    (hffne_lib.predict.face_crops) -> items with "rgb" 3 x S x S, "gray" 1 x S x S in [0, 1],
+    "mask" 1 x S x S bool (the face ellipse, hffne_lib.predict.face_mask) and "name". A photo that
+    cannot be read or holds no face is skipped with one printed line; none left raises ValueError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"real-faces folder {folder} does not exist")
     paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
     if not paths:
         raise FileNotFoundError(f"no images in {folder}")
+    mask = torch.from_numpy(face_mask(size, CROP_SCALE))[None]
     items = []
     for path in paths:
-        image = load_image(path)
-        boxes = detect_faces(image)
-        if boxes:
-            rgb = torch.from_numpy(crop_face(image, boxes[0], size)[0]).permute(2, 0, 1).contiguous()
-            items.append({"rgb": rgb, "gray": rgb_to_gray(rgb[None])[0], "name": path.stem})
+        try:   # ValueError, OSError: unreadable (load_image); NoFaceError (a ValueError): no face
+            [(_, crop, _)] = face_crops(load_image(path), size, crop_scale=CROP_SCALE)
+        except (ValueError, OSError) as err:
+            print(f"real faces: skipped {path.name} ({err})")
+            continue
+        rgb = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
+        items.append({"rgb": rgb, "gray": rgb_to_gray(rgb[None])[0], "mask": mask, "name": path.stem})
+    if not items:
+        raise ValueError(f"no photo left in {folder}: all {len(paths)} unreadable or without a face (lines above)")
     return items

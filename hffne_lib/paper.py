@@ -2,7 +2,8 @@
 
 Every table built from these carries the label REPORTED so nobody mistakes them for our runs.
 Columns: mean and std of the angular error (degrees, std across images) and the % of pixels
-under 20, 25 and 30 degrees. Source: Wang et al., "Towards High-Fidelity Face Normal Estimation", ACM MM 2022, Tables 1-3.
+under 20, 25 and 30 degrees. Source: Wang et al., "Towards High-Fidelity Face Normal Estimation",
+ACM MM 2022, Tables 1-3.
 """
 from __future__ import annotations
 

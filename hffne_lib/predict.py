@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import LATEST, checkpoint_kind, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
-from .data import CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
+from .data import CROP_SCALE, CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
 from .data.images import IMAGE_SUFFIXES, as_rgb, save_image, to_uint8
 from .fitting import FitSettings
 from .official import CheckpointError
@@ -147,15 +147,14 @@ def face_mask(size: int, scale: float) -> np.ndarray:
     return ((cols - centre) / half) ** 2 + ((rows - centre - 0.075 * half) / (1.15 * half)) ** 2 <= 1.0
 
 
-def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool = False,
-                  crop_scale: float = 1.2, aligned: bool = False) -> Prediction:
-    """Normals of the largest face (every face with ``all_faces``) of an image array (H x W x 3 RGB,
-    uint8 or float in [0, 1]; grey and RGBA too, see ``as_rgb``): refined, or (beyond the paper)
-    fitted when ``estimator.fitting`` is set.
-    ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the whole
-    image is the crop. Raises NoFaceError when no face is found or the image is too small for
-    one, DetectorUnavailableError when OpenCV has no face detector, ValueError for an array that is
-    not an image."""
+def face_crops(image: np.ndarray, size: int, all_faces: bool = False, crop_scale: float = CROP_SCALE,
+               aligned: bool = False) -> list[tuple[FaceBox, np.ndarray, CropTransform]]:
+    """The largest face (every face with ``all_faces``, largest first) of an image array, found and
+    cropped to ``size`` px by the data-prep protocol: (box, S x S x 3 float crop, transform) each.
+    ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the whole image
+    is the crop. Raises NoFaceError when no face is found or the image is too small for one,
+    DetectorUnavailableError when OpenCV has no face detector, ValueError for an array that is not
+    an image (``as_rgb`` takes RGB uint8 or float in [0, 1], grey and RGBA too)."""
     image = as_rgb(image)
     height, width = image.shape[:2]
     if min(height, width) < MIN_FACE_SIDE:
@@ -167,8 +166,17 @@ def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool
         if not boxes:
             raise NoFaceError("no face found")
         boxes = boxes if all_faces else boxes[:1]
+    return [(box, *crop_face(image, box, size=size, scale=crop_scale)) for box in boxes]
+
+
+def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool = False,
+                  crop_scale: float = CROP_SCALE, aligned: bool = False) -> Prediction:
+    """Normals of the largest face (every face with ``all_faces``) of an image array (H x W x 3 RGB,
+    uint8 or float in [0, 1]; grey and RGBA too): refined, or (beyond the paper) fitted when
+    ``estimator.fitting`` is set. Faces and errors as ``face_crops``."""
+    image = as_rgb(image)
     size = model_resolution(estimator)
-    crops, transforms = zip(*(crop_face(image, box, size=size, scale=crop_scale) for box in boxes))
+    boxes, crops, transforms = zip(*face_crops(image, size, all_faces, crop_scale, aligned))
     rgb = torch.from_numpy(np.stack(crops).astype(np.float32)).permute(0, 3, 1, 2)
     gray = rgb_to_gray(rgb)
     coarse = estimator.coarse(gray)
@@ -179,7 +187,7 @@ def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool
         face_normals = estimator.refine(gray, coarse).cpu()
     faces = [FacePrediction(box, transform, crop, coarse[i].cpu(), face_normals[i], mask)
              for i, (box, transform, crop) in enumerate(zip(boxes, transforms, crops))]
-    normals, full_mask = paste_back(faces, (height, width))
+    normals, full_mask = paste_back(faces, image.shape[:2])
     return Prediction(image, faces, normals, full_mask)
 
 

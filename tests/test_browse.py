@@ -5,7 +5,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hffne_lib import browse
-from hffne_lib.figures import Prediction
+from hffne_lib.figures import StageNormals
 from hffne_lib.fitting import FitSettings
 from test_figures import RES, image_panels, make_item, tiny_estimator
 
@@ -32,7 +32,7 @@ def test_browse_panels_keys_and_shapes():
 def test_light_moves_only_the_lit_panels():
     item = make_item(1)
     normals = item["normal"][None]       # a random network's normals may face away from both lights
-    prediction = Prediction(coarse=normals.roll(3, dims=-1), refined=normals, fitted=normals.roll(2, dims=-2))
+    prediction = StageNormals(coarse=normals.roll(3, dims=-1), refined=normals, fitted=normals.roll(2, dims=-2))
     a = browse.panels_of(item, prediction, -60.0, 0.0)
     b = browse.panels_of(item, prediction, 60.0, 0.0)
     for name in browse.PANELS:

@@ -1,4 +1,5 @@
-"""Figures: panel counts on a tiny 64 px estimator and hand-made items, relighting, selections."""
+"""Figures: panel counts on a tiny 64 px estimator and hand-made items, relighting, selections,
+real photos as ``hffne predict`` crops them (face photo fixture from test_predict.py)."""
 from __future__ import annotations
 
 import math
@@ -11,12 +12,14 @@ from matplotlib.figure import Figure
 from hffne_lib import figures
 from hffne_lib.coarse import UNetGenerator
 from hffne_lib.conventions import normalize, shade_lambertian
-from hffne_lib.data import LIGHT_FIELDS
+from hffne_lib.data import LIGHT_FIELDS, load_image
 from hffne_lib.fitting import FitSettings
 from hffne_lib.pipeline import NormalEstimator
+from hffne_lib.predict import predict_image
 from hffne_lib.refiner import Refiner, RefinerConfig
 from hffne_lib.rendering import light_direction
 from hffne_lib.vgg import RANDOM_SOURCE
+from test_predict import face_photo, save  # noqa: F401 - shared fixture
 
 RES = 64
 
@@ -27,7 +30,8 @@ def tiny_estimator(architecture: str = "A1", seed: int = 0) -> NormalEstimator:
     torch.manual_seed(seed)
     coarse = UNetGenerator(1, base_width=8, depth=6)
     refiner = Refiner(RefinerConfig(architecture=architecture, base_width=8, code_dim=16))
-    return NormalEstimator(coarse, refiner, {"vgg_weights": f"{RANDOM_SOURCE}, seed 0", "coarse_iteration": 7})
+    return NormalEstimator(coarse, refiner, {"vgg_weights": f"{RANDOM_SOURCE}, seed 0", "coarse_iteration": 7,
+                                             "resolution": RES})
 
 
 def sphere(res: int = RES) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,7 +101,7 @@ def test_figures_3_and_6_add_the_fitted_exemplar_when_the_estimator_fits(items):
     fitting.fitting = FitSettings(steps=2)
     prediction = figures.predict(fitting, items, fit=True)
     gray = figures.stack(items, "gray")
-    masks = torch.stack([figures.face_mask(item) for item in items])
+    masks = torch.stack([figures.item_mask(item) for item in items])
     expected = fitting.fit(gray, fitting.coarse(gray), masks.float()) * masks
     assert torch.equal(prediction.fitted, expected) and not torch.equal(prediction.fitted, prediction.coarse)
     assert figures.predict(fitting, items).fitted is None                  # only when asked
@@ -198,16 +202,45 @@ def test_save_figure_writes_png(tmp_path, estimator, items):
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-def test_load_real_faces_detects_and_crops(tmp_path):
-    """A photo with no face is skipped; crops have the asked size (no face detector hit on noise)."""
-    from hffne_lib.data.images import save_image
-    save_image(tmp_path / "noise.png", np.random.default_rng(0).random((80, 80, 3)).astype(np.float32))
-    assert figures.load_real_faces(tmp_path, RES) == []
+@pytest.fixture(scope="module")
+def photo_folder(face_photo, tmp_path_factory):
+    """blank.png (no face), face.png (a real face photo) and notes.png (not an image)."""
+    folder = tmp_path_factory.mktemp("photos")
+    save(np.full((200, 200, 3), 128, np.uint8), folder / "blank.png")
+    save(face_photo, folder / "face.png")
+    (folder / "notes.png").write_text("not an image\n")
+    return folder
+
+
+def test_load_real_faces_skips_bad_photos_with_one_line_each(photo_folder, capsys):
+    photos = figures.load_real_faces(photo_folder, RES)
+    assert [photo["name"] for photo in photos] == ["face"]
+    blank, notes = capsys.readouterr().out.splitlines()
+    assert "blank.png" in blank and "no face found" in blank
+    assert "notes.png" in notes and "not an image" in notes
+
+
+def test_load_real_faces_with_no_face_left_is_one_line(photo_folder, tmp_path):
+    for name in ("blank.png", "notes.png"):
+        (tmp_path / name).write_bytes((photo_folder / name).read_bytes())
+    with pytest.raises(ValueError, match="no photo left in .*: all 2 unreadable or without a face") as error:
+        figures.load_real_faces(tmp_path, RES)
+    assert "\n" not in str(error.value)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         figures.load_real_faces(tmp_path / "missing", RES)
 
 
-def test_load_real_faces_on_the_shared_photos(shared_dir, estimator):
+def test_real_faces_are_cropped_and_masked_as_hffne_predict(photo_folder, estimator):
+    """Crop and mask (the face ellipse) are predict_image's, so are the refined normals inside it."""
+    [photo] = figures.load_real_faces(photo_folder, RES)
+    face = predict_image(estimator, load_image(photo_folder / "face.png")).faces[0]
+    assert torch.equal(photo["mask"][0], torch.from_numpy(face.mask)) and 0 < face.mask.mean() < 1
+    assert torch.equal(photo["rgb"], torch.from_numpy(face.crop).permute(2, 0, 1))
+    refined = figures.predict(estimator, [photo]).refined[0]
+    torch.testing.assert_close(refined, face.normals * torch.from_numpy(face.mask))
+
+
+def test_real_faces_figure_on_the_shared_photos(shared_dir, estimator):
     photos = figures.load_real_faces(shared_dir / "data" / "real_faces" / "images", RES, limit=2)
-    assert len(photos) == 2 and photos[0]["rgb"].shape == (3, RES, RES) and photos[0]["gray"].shape == (1, RES, RES)
+    assert len(photos) == 2 and photos[0]["rgb"].shape == (3, RES, RES) and photos[0]["mask"].shape == (1, RES, RES)
     assert image_panels(figures.figure_real_faces(estimator, photos, "ci")) == 8

@@ -9,7 +9,7 @@ and scans (``read_mesh``, ``render_mesh_normals``, ``prepare_scan_folder``).
 from .benchmark import (BENCHMARK_PRESETS, DATA_FOLDER, SPLITS, BenchmarkConfig, benchmark_folder, build_benchmark,
                         manifest_hash, plan_splits, summarize_manifest)
 from .dataset import FaceNormalDataset, preview_grid, stereo_error
-from .faces import (CropTransform, DetectorUnavailableError, FaceBox, aligned_box, crop_face, detect_faces,
+from .faces import (CROP_SCALE, CropTransform, DetectorUnavailableError, FaceBox, aligned_box, crop_face, detect_faces,
                     prepare_face_folder, uncrop)
 from .images import as_rgb, load_image
 from .mesh import FaceShape, Mesh, read_mesh
@@ -22,7 +22,8 @@ from .synthetic import LAB_LIGHTS, LIGHT_FIELDS, make_identity, render_sample
 
 __all__ = [
     "BENCHMARK_PRESETS", "DATA_FOLDER", "SPLITS", "BenchmarkConfig", "benchmark_folder", "build_benchmark",
-    "manifest_hash", "plan_splits", "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CropTransform",
+    "manifest_hash", "plan_splits", "summarize_manifest", "FaceNormalDataset", "preview_grid", "stereo_error", "CROP_SCALE",
+    "CropTransform",
     "DetectorUnavailableError", "FaceBox", "aligned_box", "crop_face", "detect_faces", "prepare_face_folder", "uncrop",
     "as_rgb", "load_image", "FaceShape", "Mesh", "read_mesh", "PhotofaceLayout", "load_photoface_capture",
     "prepare_photoface", "photometric_stereo", "procedural_face", "prepare_scan_folder", "render_mesh_normals",

@@ -20,6 +20,8 @@ from tqdm.auto import tqdm
 from .images import list_files, load_image, save_image, to_uint8
 
 CASCADE = "haarcascade_frontalface_default.xml"
+#: Enlargement of the detector's box about its centre, to the square crop (Cross-modal's protocol).
+CROP_SCALE = 1.2
 
 
 class DetectorUnavailableError(RuntimeError):
@@ -90,14 +92,14 @@ def _load_cascade(path: str) -> cv2.CascadeClassifier:
     return cv2.CascadeClassifier(path)
 
 
-def aligned_box(height: int, width: int, scale: float = 1.2) -> FaceBox:
+def aligned_box(height: int, width: int, scale: float = CROP_SCALE) -> FaceBox:
     """The box whose ``crop_transform`` crop is the whole H x W image (its longer side, centred):
     for photos that are face crops already (FFHQ, CelebA-HQ), in place of detection."""
     side = max(height, width) / scale
     return FaceBox((width - side) / 2, (height - side) / 2, side, side)
 
 
-def crop_transform(box: FaceBox, size: int = 256, scale: float = 1.2) -> CropTransform:
+def crop_transform(box: FaceBox, size: int = 256, scale: float = CROP_SCALE) -> CropTransform:
     """The transform of a square crop of side scale * max(w, h) centred on the box."""
     side = scale * max(box.w, box.h)
     s = size / side
@@ -105,7 +107,7 @@ def crop_transform(box: FaceBox, size: int = 256, scale: float = 1.2) -> CropTra
     return CropTransform(s, size / 2 - s * cx, size / 2 - s * cy, size)
 
 
-def crop_face(image: np.ndarray, box: FaceBox, size: int = 256, scale: float = 1.2) -> tuple[np.ndarray, CropTransform]:
+def crop_face(image: np.ndarray, box: FaceBox, size: int = 256, scale: float = CROP_SCALE) -> tuple[np.ndarray, CropTransform]:
     """Square face crop (size x size x C, same dtype; outside the image: edge pixels repeated)
     and its transform."""
     transform = crop_transform(box, size, scale)
@@ -125,7 +127,7 @@ def uncrop(array: np.ndarray, transform: CropTransform, original_shape: tuple[in
     return back.reshape(h, w, *np.shape(array)[2:])
 
 
-def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256, scale: float = 1.2,
+def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256, scale: float = CROP_SCALE,
                         progress: bool = True) -> pd.DataFrame:
     """Crop the largest face of every image under ``source`` (recursively) to
     target/<relative path>.png and return the report also written to target/report.csv:
