@@ -25,7 +25,7 @@ from .config import ExperimentConfig
 from .experiments import experiments
 from .figures import (FRONT_LEFT_LIGHT, RELIGHT_AMBIENT, Item, PanelGrid, StageNormals, albedo_of, angular_error_map,
                       error_panel, figure_title, fitting_note, item_mask, light_label, normal_panel, photo_panel,
-                      predict, relit_panel, shading_panel, stage_title, truth_of, truth_panel)
+                      predict_stages, relit_panel, shading_panel, stage_title, truth_of, truth_panel)
 from .fitting import FitSettings
 from .pipeline import NormalEstimator
 
@@ -74,7 +74,7 @@ def browse_panels(estimator: NormalEstimator, item: Item, azimuth: float, elevat
                   ambient: float = RELIGHT_AMBIENT) -> dict[str, np.ndarray]:
     """Run ``estimator`` on one item (fitting too when ``estimator.fitting`` is set) and return its
     panels (see ``panels_of``)."""
-    return panels_of(item, predict(estimator, [item], fit=True), azimuth, elevation, ambient)
+    return panels_of(item, predict_stages(estimator, [item], fit=True), azimuth, elevation, ambient)
 
 
 def panels_figure(panels: Mapping[str, np.ndarray], title: str) -> Figure:
@@ -140,7 +140,7 @@ class ResultsBrowser:
         item = self.datasets[split][index]
         key = (variant, split, index)
         if self._last is None or self._last[0] != key:
-            self._last = (key, predict(self.estimator(variant), [item], fit=True))
+            self._last = (key, predict_stages(self.estimator(variant), [item], fit=True))
         return panels_of(item, self._last[1], azimuth, elevation)
 
     def figure(self, split: str | None = None, index: int = 0, variant: str | None = None,

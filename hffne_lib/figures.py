@@ -86,7 +86,7 @@ def figure_title(what: str, preset: str, estimators: Iterable[NormalEstimator]) 
 # ----------------------------------------------------------------------------- predictions
 @dataclass
 class StageNormals:
-    """Each stage's normals for a batch of items (``predict``'s result; a photo's faces are
+    """Each stage's normals for a batch of items (``predict_stages``' result; a photo's faces are
     hffne_lib.predict.Prediction), B x 3 x H x W, zero outside the items' masks; ``fitted``: the
     exemplars fitted to the images (beyond the paper), or None."""
 
@@ -118,7 +118,7 @@ def item_mask(item: Item) -> torch.Tensor:
     return torch.ones_like(torch.as_tensor(item["gray"]), dtype=torch.bool)
 
 
-def predict(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False) -> StageNormals:
+def predict_stages(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False) -> StageNormals:
     """Coarse exemplar and refined normals of the items, masked to their faces; with ``fit`` and
     ``estimator.fitting`` set, also the exemplars fitted to the images inside those masks."""
     gray = stack(items, "gray")
@@ -304,7 +304,7 @@ def figure_exemplar_vs_refined(estimator: NormalEstimator, items: Sequence[Item]
     """Fig. 3: per item (row) the input, the coarse exemplar, the refined normals, the fitted
     normals when ``estimator.fitting`` is set and, when every item has one, the ground truth.
     3 to 5 panels per row."""
-    pred = predict(estimator, items, fit=True)
+    pred = predict_stages(estimator, items, fit=True)
     with_fit = pred.fitted is not None
     with_truth = all("normal" in item for item in items)
     grid = PanelGrid(len(items), 3 + with_fit + with_truth,
@@ -326,7 +326,7 @@ def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: st
     albedo) under each light (azimuth, elevation in degrees); columns input, normals, one per light.
     2 * len(items) rows of 2 + len(lights) panels; the fitted exemplar (beyond the paper) is in figs. 3
     and 6 only."""
-    stages = predict(estimator, items).stages()
+    stages = predict_stages(estimator, items).stages()
     grid = PanelGrid(len(stages) * len(items), 2 + len(lights),
                      figure_title("Fig. 4 analogue: normals and Lambertian shading under several lights",
                                   preset, [estimator]))
@@ -348,7 +348,7 @@ def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset:
     """Fig. 6 (lab split): per item the input, the ground truth, the exemplar and its angular error,
     the refined normals and theirs [, the fitted normals and theirs when ``estimator.fitting`` is
     set] (6 or 8 panels a row), one shared colour bar in degrees."""
-    stages = predict(estimator, items, fit=True).stages()
+    stages = predict_stages(estimator, items, fit=True).stages()
     grid = PanelGrid(len(items), 2 + 2 * len(stages),
                      figure_title("Fig. 6 analogue: angular error maps, coarse vs refined" + fitting_note(estimator),
                                   preset, [estimator]))
@@ -372,7 +372,7 @@ def figure_relighting(estimator: NormalEstimator, items: Sequence[Item], preset:
     """Fig. 7: Lambertian relighting albedo * (ambient + max(0, n . l)) with the refined normals;
     per item the input, the albedo (the dataset's, else image / fitted SH shading; the title
     says which), the normals and one relit image per light. 3 + len(lights) panels a row."""
-    pred = predict(estimator, items)
+    pred = predict_stages(estimator, items)
     albedos = [albedo_of(item, pred.refined[i]) for i, item in enumerate(items)]
     sources = sorted({source for _, source in albedos})
     grid = PanelGrid(len(items), 3 + len(lights),
@@ -396,7 +396,7 @@ def figure_checkpoints(estimators: Mapping[str, NormalEstimator], items: Sequenc
     """Fig. 8: exemplars from early, middle and final coarse checkpoints and the refined normals
     of the refiner trained on each. ``estimators``: row name (Iter1k, Iter50k, Ours-paired) ->
     estimator; per item the input, then (exemplar, refined) per estimator: 1 + 2k panels a row."""
-    preds = {name: predict(estimator, items) for name, estimator in estimators.items()}
+    preds = {name: predict_stages(estimator, items) for name, estimator in estimators.items()}
     grid = PanelGrid(len(items), 1 + 2 * len(estimators),
                      figure_title("Fig. 8 analogue: exemplars from early / middle / final coarse checkpoints",
                                   preset, estimators.values()))
@@ -414,7 +414,7 @@ def figure_architectures(estimators: Mapping[str, NormalEstimator], items: Seque
     """Fig. 9: refiner architectures in the wild. ``estimators``: label (A1, A2, A3) -> estimator,
     all on the same coarse checkpoint; per item the input, the first estimator's exemplar and
     each estimator's refined normals: 2 + k panels a row."""
-    preds = {name: predict(estimator, items) for name, estimator in estimators.items()}
+    preds = {name: predict_stages(estimator, items) for name, estimator in estimators.items()}
     first = next(iter(preds.values()))
     grid = PanelGrid(len(items), 2 + len(estimators),
                      figure_title("Fig. 9 analogue: A1 (exemplar + image), A2 (feature concat), A3 (modulation)",
@@ -432,7 +432,7 @@ def figure_variety(estimator: NormalEstimator, items: Sequence[Item], preset: st
                    light: tuple[float, float] = FRONT_LEFT_LIGHT) -> Figure:
     """Fig. 10: many faces side by side (pick them with ``variety_indices``); rows input, refined
     normals, shading under ``light``; one column per item: 3 * len(items) panels."""
-    pred = predict(estimator, items)
+    pred = predict_stages(estimator, items)
     grid = PanelGrid(3, len(items), figure_title(
         "Fig. 10 analogue: identities, skin tones and poses (sorted by albedo brightness)", preset, [estimator]))
     for col, item in enumerate(items):
@@ -449,7 +449,7 @@ def figure_failures(estimator: NormalEstimator, worst: Sequence[Item], extreme_l
     most grazing light; per row the input, the ground truth, the refined normals and their error
     (4 panels), one shared colour bar in degrees."""
     items = [*worst, *extreme_light]
-    pred = predict(estimator, items)
+    pred = predict_stages(estimator, items)
     grid = PanelGrid(len(items), 4, figure_title("Fig. 11 analogue: failure cases (largest error, extreme light)",
                                                  preset, [estimator]))
     labels = []
@@ -473,7 +473,7 @@ def figure_real_faces(estimator: NormalEstimator, items: Sequence[Item], preset:
     their shading under ``light``, inside the items' masks: 4 panels a row. Items from
     ``load_real_faces``; the refined normals, never fitted ones, as ``hffne predict`` without
     --fit-steps writes them."""
-    pred = predict(estimator, items)
+    pred = predict_stages(estimator, items)
     grid = PanelGrid(len(items), 4, figure_title("Real faces (no ground truth)", preset, [estimator]))
     for row, item in enumerate(items):
         show_stages(grid, row, item, pred)

@@ -99,13 +99,13 @@ def test_single_estimator_figures_have_their_panels(estimator, items):
 def test_figures_3_and_6_add_the_fitted_exemplar_when_the_estimator_fits(items):
     fitting = tiny_estimator()
     fitting.fitting = FitSettings(steps=2)
-    prediction = figures.predict(fitting, items, fit=True)
+    prediction = figures.predict_stages(fitting, items, fit=True)
     gray = figures.stack(items, "gray")
     masks = torch.stack([figures.item_mask(item) for item in items])
     expected = fitting.fit(gray, fitting.coarse(gray), masks.float()) * masks
     assert torch.equal(prediction.fitted, expected) and not torch.equal(prediction.fitted, prediction.coarse)
-    assert figures.predict(fitting, items).fitted is None                  # only when asked
-    assert figures.predict(tiny_estimator(), items, fit=True).fitted is None  # and when settings exist
+    assert figures.predict_stages(fitting, items).fitted is None                  # only when asked
+    assert figures.predict_stages(tiny_estimator(), items, fit=True).fitted is None  # and when settings exist
     fig3 = figures.figure_exemplar_vs_refined(fitting, items, "ci")
     fig6 = figures.figure_error_maps(fitting, items, "ci")
     assert image_panels(fig3) == 5 * len(items) and image_panels(fig6) == 8 * len(items)
@@ -236,7 +236,7 @@ def test_real_faces_are_cropped_and_masked_as_hffne_predict(photo_folder, estima
     face = predict_image(estimator, load_image(photo_folder / "face.png")).faces[0]
     assert torch.equal(photo["mask"][0], torch.from_numpy(face.mask)) and 0 < face.mask.mean() < 1
     assert torch.equal(photo["rgb"], torch.from_numpy(face.crop).permute(2, 0, 1))
-    refined = figures.predict(estimator, [photo]).refined[0]
+    refined = figures.predict_stages(estimator, [photo]).refined[0]
     torch.testing.assert_close(refined, face.normals * torch.from_numpy(face.mask))
 
 
