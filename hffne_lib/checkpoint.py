@@ -59,15 +59,18 @@ CODE_REVISION = git_revision()
 
 
 def rng_state() -> dict[str, Any]:
-    """The torch CPU (and CUDA, when present) generator states."""
-    cuda = [s for s in torch.cuda.get_rng_state_all()] if torch.cuda.is_available() else []
+    """The torch CPU generator's state and (when CUDA is present) the current device's: under DDP
+    every rank seeds and draws alike, so rank 0's states are every rank's (each on its own device)."""
+    cuda = [torch.cuda.get_rng_state()] if torch.cuda.is_available() else []
     return {"torch": torch.get_rng_state(), "cuda": cuda}
 
 
 def set_rng_state(state: dict[str, Any]) -> None:
-    torch.set_rng_state(state["torch"])
+    """Restore ``rng_state``'s states, the CUDA one onto the current device. The states may have
+    been loaded onto a GPU (map_location); the generators take them from the CPU only."""
+    torch.set_rng_state(state["torch"].cpu())
     if state["cuda"] and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
+        torch.cuda.set_rng_state(state["cuda"][0].cpu())   # older checkpoints list every device: 0 is rank 0's
 
 
 def milestone_path(stage_dir: str | os.PathLike, iteration: int) -> Path:

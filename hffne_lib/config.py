@@ -242,6 +242,13 @@ class ExperimentConfig:
         return cls(**{key: value for key, value in values.items() if key in known})
 
 
+#: Settings only the refinement stage reads: a finished coarse stage serves runs of any of them.
+REFINEMENT_ONLY = frozenset({
+    "refiner", "refine_iters", "refine_batch", "refine_lr", "refine_betas", "lambda_ref", "perceptual_weight",
+    "perceptual_scale", "perceptual_layer", "paired", "refine_splits", "exemplar_iteration", "shading_weight",
+    "shading_sigma", "shading_robust_scale", "shading_presmooth", "reconstruction_sigma", "integrability_weight",
+    "integrability_warmup", "refine_ema_halflife", "fit_target_steps", "vgg_path"})
+
 PRESETS: dict[str, ExperimentConfig] = {
     "ci": ExperimentConfig(
         name="ci", data_preset="ci", resolution=64,

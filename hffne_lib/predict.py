@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from .checkpoint import LATEST, checkpoint_kind, load_checkpoint
+from .checkpoint import LATEST, checkpoint_entry, checkpoint_kind, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
 from .data import CROP_SCALE, CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
 from .data.images import IMAGE_SUFFIXES, as_rgb, save_image, to_uint8
@@ -89,7 +89,8 @@ def model_resolution(estimator: NormalEstimator) -> int:
 def resolve_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[Path, Path | None]:
     """(coarse, refiner) checkpoint files from what ``--checkpoint`` accepts:
 
-    * RUN_DIR: ``RUN_DIR/refiner/latest.pt`` and the coarse checkpoint it was trained with;
+    * RUN_DIR: ``RUN_DIR/refiner/latest.pt`` and the coarse checkpoint it was trained with (still
+      at the iteration it learnt from, else CheckpointError);
     * a refinement stage folder (``RUN_DIR/<stage>`` holding latest.pt) or a refiner .pt file:
       the same, the coarse checkpoint found by name in ``RUN_DIR/coarse``;
     * two files: COARSE.pt REFINER.pt;
@@ -109,7 +110,14 @@ def resolve_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[Path, Path 
     refiner = load_checkpoint(path, "refiner")
     exemplar = Path(refiner["exemplar"]["path"])
     coarse = path.parent.parent / "coarse" / exemplar.name
-    return (coarse if coarse.is_file() else exemplar), path
+    coarse = coarse if coarse.is_file() else exemplar
+    trained_on = refiner["exemplar"]["iteration"]
+    # (not a coarse checkpoint: loading it says why)
+    now = checkpoint_entry(coarse, "iteration") if checkpoint_kind(coarse) == "coarse" else trained_on
+    if trained_on != now:
+        raise CheckpointError(f"{path}: it learnt from the exemplars of coarse iteration {trained_on}, and {coarse} is "
+                              f"at iteration {now} now; retrain it, or pass COARSE.pt REFINER.pt to pair them anyway")
+    return coarse, path
 
 
 def load_estimator(checkpoint: Sequence[str | os.PathLike] | None = None,

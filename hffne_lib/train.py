@@ -29,7 +29,7 @@ import time
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Sequence
 
 import pandas as pd
 import torch
@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .augment import relight_lab_batch, warp_lab_batch
 from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
-from .config import ExperimentConfig, checked_device, get_config
+from .config import REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .fitting import FitSettings, fit_normals
 from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_normal_loss
@@ -95,6 +95,11 @@ class Runtime:
     def is_main(self) -> bool:
         return self.rank == 0
 
+    def synchronize(self) -> None:
+        """Wait for every DDP process (nothing to wait for in a single process)."""
+        if self.world > 1:
+            dist.barrier()
+
     def autocast(self, enabled: bool) -> AbstractContextManager:
         """bf16 autocast on CUDA when ``enabled``; a no-op elsewhere."""
         return bf16_autocast(self.device, enabled and self.device.type == "cuda")
@@ -111,7 +116,8 @@ def setup_runtime(cfg: ExperimentConfig) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     device = checked_device(cfg.device)
     if device.type == "cuda":
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if world > 1 or device.index is None:   # torchrun gives each process its GPU; alone: the one asked for
+            device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
         torch.backends.cudnn.benchmark = True
         torch.backends.cuda.matmul.allow_tf32 = True
@@ -247,7 +253,8 @@ class LossLog:
     """CSV loss log (iteration, seconds, then one column per loss), plus TensorBoard if installed.
 
     Resuming at iteration k drops the rows a killed run wrote after k, so the log matches the
-    uninterrupted run's.
+    uninterrupted run's; columns the earlier rows have and ``columns`` lacks (e.g. a split no
+    longer evaluated) are kept after them. The file is replaced atomically.
     """
 
     def __init__(self, path: Path, columns: list[str], start: int, enabled: bool = True):
@@ -258,12 +265,16 @@ class LossLog:
         kept: list[dict[str, str]] = []
         if start > 0 and path.is_file():
             with path.open(newline="") as f:
-                kept = [row for row in csv.DictReader(f) if int(row["iteration"]) <= start]
+                reader = csv.DictReader(f)
+                kept = [row for row in reader if int(row["iteration"]) <= start]
+                self.columns += [column for column in reader.fieldnames or [] if column not in self.columns]
         path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("w", newline="") as f:
+        tmp = path.with_name(path.name + ".tmp")
+        with tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(kept)
+        os.replace(tmp, path)
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(path.parent / "tensorboard"))
@@ -335,31 +346,40 @@ def plan_iteration(iteration: int, total: int, cfg: ExperimentConfig, rt: Runtim
                          out_of_time=out_of_time)
 
 
-def check_finite(losses: dict[str, torch.Tensor], iteration: int, stage_dir: Path) -> dict[str, float]:
-    """Loss tensors -> floats; NonFiniteLossError naming the loss and the checkpoint kept.
+def check_finite(losses: dict[str, torch.Tensor], iteration: int, stage_dir: Path, rt: Runtime,
+                 models: Sequence[nn.Module] = ()) -> dict[str, float]:
+    """Loss tensors -> floats; NonFiniteLossError naming the bad loss (or the weights of ``models``,
+    checked where the loops save) and the checkpoint kept, raised on every DDP rank when any has one.
 
-    Reading a loss waits for the GPU, so the loops call this only where they log or save. That
-    still stops every bad save: a NaN loss makes NaN gradients and weights, so the losses of
-    every later iteration are NaN too, the one about to be saved included."""
+    Reading a loss waits for the GPU, so the loops call this only where they log or save. A NaN
+    loss makes NaN gradients and weights, so the losses of every later iteration are NaN too; a
+    finite loss with an infinite gradient is caught by the weights check before its save."""
     values = {name: float(value.detach()) for name, value in losses.items()}
-    bad = [name for name, value in values.items() if not math.isfinite(value)]
-    if bad:
+    problem = next((f"loss {name} = {value}" for name, value in values.items() if not math.isfinite(value)), None)
+    if problem is None and any(not torch.isfinite(p).all() for model in models for p in model.parameters()):
+        problem = "non-finite weights"
+    if rt.world > 1:   # every rank stops at once, none saves or waits for the others
+        flag = torch.tensor([float(problem is not None)], device=rt.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        problem = problem or ("a non-finite loss or weight on another process" if flag.item() else None)
+    if problem:
         latest = stage_dir / LATEST
         kept = f"last good checkpoint {latest} kept" if latest.is_file() else "no checkpoint was written yet"
-        raise NonFiniteLossError(f"loss {bad[0]} = {values[bad[0]]} at iteration {iteration}; "
-                                 f"training stopped, {kept}")
+        raise NonFiniteLossError(f"{problem} at iteration {iteration}; training stopped, {kept}")
     return values
 
 
 def restore(stage_dir: Path, kind: str, cfg: ExperimentConfig, rt: Runtime, models: dict[str, nn.Module],
-            optimizers: dict[str, torch.optim.Optimizer]) -> int:
+            optimizers: dict[str, torch.optim.Optimizer], manifest: str, exemplar_iteration: int | None = None) -> int:
     """Load ``<stage_dir>/latest.pt`` into the models, optimizers and RNG; returns the iteration
-    to go on from (0 when there is no checkpoint yet)."""
+    to go on from (0 when there is no checkpoint yet). One-line CheckpointError when the run would
+    go on with other settings (``check_resumable``) or inputs (``check_same_inputs``)."""
     path = stage_dir / LATEST
     if not path.is_file():
         return 0
     saved = load_checkpoint(path, kind, cfg.resolution, rt.device)
-    check_resumable(saved["config"], cfg, path)
+    check_resumable(saved["config"], cfg, path, kind)
+    check_same_inputs(saved, path, manifest, exemplar_iteration)
     for name, model in models.items():
         model.load_state_dict(saved["models"][name])
     for name, optimizer in optimizers.items():
@@ -368,9 +388,11 @@ def restore(stage_dir: Path, kind: str, cfg: ExperimentConfig, rt: Runtime, mode
     return saved["iteration"]
 
 
-def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
-    """One-line CheckpointError when ``cfg`` differs from the saved config in a field that matters.
-    Fields added to the config after the checkpoint was written count at their defaults (off)."""
+def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path, kind: str) -> None:
+    """One-line CheckpointError when ``cfg`` differs from the saved config in a field that matters
+    to a stage of ``kind`` (a coarse stage does not read config.REFINEMENT_ONLY). Fields added to
+    the config after the checkpoint was written count at their defaults (off)."""
+    ignored = RESUMABLE_CHANGES | (REFINEMENT_ONLY if kind == "coarse" else frozenset())
     try:
         then = ExperimentConfig.from_dict(saved).to_dict()
     except (TypeError, ValueError) as err:
@@ -378,9 +400,25 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path) ->
                               "use another run_dir or resume=False") from None
     now = cfg.to_dict()
     for key, value in then.items():
-        if key not in RESUMABLE_CHANGES and now[key] != value:
+        if key not in ignored and now[key] != value:
             raise CheckpointError(f"{path}: cannot resume, config field {key!r} was {value!r}, "
                                   f"now {now[key]!r} (use another run_dir or resume=False)")
+
+
+def check_same_inputs(saved: dict[str, Any], path: Path, manifest: str, exemplar_iteration: int | None) -> None:
+    """One-line CheckpointError when a run would go on from other inputs than it started with:
+    another benchmark (its manifest hash; "unknown..." on either side is not compared) or, for a
+    refiner, the exemplars of another coarse iteration (the coarse stage trained on since)."""
+    then = saved.get("manifest_hash", "unknown")
+    if not then.startswith("unknown") and not manifest.startswith("unknown") and then != manifest:
+        raise CheckpointError(f"{path}: cannot resume on another benchmark (trained on manifest {then[:12]}, the "
+                              f"data root holds {manifest[:12]}); use the one it was trained on, another run_dir "
+                              f"or resume=False")
+    trained_on = saved.get("exemplar", {}).get("iteration")
+    if exemplar_iteration is not None and trained_on is not None and trained_on != exemplar_iteration:
+        raise CheckpointError(f"{path}: cannot resume: it learnt from the exemplars of coarse iteration {trained_on}, "
+                              f"and that coarse checkpoint is at iteration {exemplar_iteration} now; use another "
+                              f"stage name or resume=False")
 
 
 # ----------------------------------------------------------------------------- stage 1
@@ -408,12 +446,12 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
     opt_g = make_adam(generator.parameters(), cfg.coarse_lr, cfg.coarse_betas, rt)
     opt_d = make_adam(discriminator.parameters(), cfg.coarse_lr, cfg.coarse_betas, rt)
 
-    start = restore(stage_dir, "coarse", cfg, rt, {"generator": generator, "discriminator": discriminator},
-                    {"generator": opt_g, "discriminator": opt_d}) if resume else 0
-    net_g, net_d = wrap(generator, cfg, rt), wrap(discriminator, cfg, rt)
-
     data = dataset if dataset is not None else open_split(cfg, "lab_train")
     manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
+    start = restore(stage_dir, "coarse", cfg, rt, {"generator": generator, "discriminator": discriminator},
+                    {"generator": opt_g, "discriminator": opt_d}, manifest) if resume else 0
+    net_g, net_d = wrap(generator, cfg, rt), wrap(discriminator, cfg, rt)
+
     loader = make_loader(data, cfg, cfg.coarse_batch, start, cfg.coarse_iters, rt)
     log = LossLog(stage_dir / "log.csv", ["loss_g", "g_supervised", "g_adversarial", "loss_d"], start, rt.is_main)
 
@@ -454,7 +492,8 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
         plan = plan_iteration(iteration, cfg.coarse_iters, cfg, rt, deadline, cfg.coarse_milestones)
         if plan.log or plan.save:   # reading the losses waits for the GPU: only here
             values = check_finite({"loss_g": loss_g, "g_supervised": g_supervised,
-                                   "g_adversarial": g_adversarial, "loss_d": loss_d}, iteration, stage_dir)
+                                   "g_adversarial": g_adversarial, "loss_d": loss_d}, iteration, stage_dir, rt,
+                                  (generator, discriminator) if plan.save else ())
         if plan.log:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(sup=f"{values['g_supervised']:.4f}", d=f"{values['loss_d']:.3f}")
@@ -465,6 +504,7 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
             raise TimeBudgetReached(stage_dir, iteration, cfg.coarse_iters)
         if stop_after is not None and iteration >= stop_after:
             break
+    rt.synchronize()   # the other ranks go on (e.g. to the refinement) once rank 0's last save is done
     return stage_dir / LATEST
 
 
@@ -564,12 +604,13 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     models: dict[str, nn.Module] = {"refiner": refiner}
     if cfg.refine_ema_halflife:
         models[WEIGHT_AVERAGE] = average = weight_average(refiner, cfg.refine_ema_halflife)
-    start = restore(stage_dir, "refiner", cfg, rt, models, {"refiner": optimizer}) if resume else 0
+    data = dataset if dataset is not None else refinement_data(cfg)
+    manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
+    start = restore(stage_dir, "refiner", cfg, rt, models, {"refiner": optimizer}, manifest,
+                    coarse_payload["iteration"]) if resume else 0
     measured_refiner = average.module if cfg.refine_ema_halflife else refiner
     net = wrap(refiner, cfg, rt, unused_parameters=cfg.refiner.architecture == "A2")
 
-    data = dataset if dataset is not None else refinement_data(cfg)
-    manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
     loader = make_loader(data, cfg, cfg.refine_batch, start, cfg.refine_iters, rt)
     if not cfg.paired and cfg.refine_batch // rt.world < 2:
         raise ValueError("unpaired refinement needs at least 2 images per process batch to swap exemplars")
@@ -606,7 +647,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
 
         plan = plan_iteration(iteration, cfg.refine_iters, cfg, rt, deadline)
         if plan.log or plan.save:   # reading the losses waits for the GPU: only here
-            values = check_finite(losses, iteration, stage_dir)
+            values = check_finite(losses, iteration, stage_dir, rt, list(models.values()) if plan.save else ())
         if plan.log:
             log.write(iteration, time.perf_counter() - t0, values)
             bar.set_postfix(loss=f"{values['loss']:.4f}")
@@ -622,6 +663,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
             raise TimeBudgetReached(stage_dir, iteration, cfg.refine_iters)
         if stop_after is not None and iteration >= stop_after:
             break
+    rt.synchronize()   # the other ranks go on (e.g. to the refinement) once rank 0's last save is done
     return stage_dir / LATEST
 
 

@@ -7,7 +7,8 @@ import torch
 from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint, load_coarse, load_refiner
 from hffne_lib.config import ExperimentConfig
 from hffne_lib.pipeline import NormalEstimator
-from hffne_lib.train import check_resumable, train_coarse, train_refiner
+from hffne_lib.predict import load_estimator
+from hffne_lib.train import check_resumable, check_same_inputs, train_coarse, train_refiner
 from test_train import RandomFaces, tiny
 
 
@@ -81,18 +82,46 @@ def test_resume_refuses_a_changed_config_but_allows_a_longer_run(run):
     assert load_checkpoint(longer, "refiner")["iteration"] == 3
 
 
+def test_a_coarse_stage_resumes_under_any_refinement_settings_and_a_refiner_only_on_its_exemplars(tmp_path):
+    """Notebook 02 run first with A1 used to leave a coarse stage notebook 03 refused to resume; a
+    refiner resumed after its coarse stage trained on went on from other exemplars, silently."""
+    cfg = tiny(coarse_iters=2, refine_iters=2, seed=3)
+    train_coarse(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    train_refiner(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    other = tiny(coarse_iters=3, refine_iters=2, seed=3, shading_weight=3.0, refiner__architecture="A1", paired=False)
+    assert load_checkpoint(train_coarse(other, tmp_path, dataset=RandomFaces(), progress=False), "coarse")["iteration"] == 3
+    with pytest.raises(CheckpointError, match="cannot resume, config field 'coarse_lr'"):
+        train_coarse(tiny(coarse_iters=4, coarse_lr=1e-3, seed=3), tmp_path, dataset=RandomFaces(), progress=False)
+    with pytest.raises(CheckpointError, match=r"refiner/latest.pt: cannot resume: it learnt from the exemplars of "
+                                              r"coarse iteration 2, and that coarse checkpoint is at iteration 3 now"):
+        train_refiner(tiny(coarse_iters=3, refine_iters=3, seed=3), tmp_path, dataset=RandomFaces(), progress=False)
+    with pytest.raises(CheckpointError, match="learnt from the exemplars of coarse iteration 2, and "):
+        load_estimator([tmp_path / "refiner"])                       # nor is it paired with them for inference
+    estimator = load_estimator([tmp_path / "coarse" / "latest.pt", tmp_path / "refiner" / "latest.pt"])
+    assert (estimator.provenance["coarse_iteration"], estimator.provenance["refiner_iteration"]) == (3, 2)  # asked for
+
+
+def test_a_run_does_not_resume_on_another_benchmark(tmp_path):
+    path = tmp_path / "latest.pt"
+    with pytest.raises(CheckpointError, match=r"latest.pt: cannot resume on another benchmark \(trained on manifest "
+                                              r"aaaaaaaaaaaa, the data root holds bbbbbbbbbbbb\)"):
+        check_same_inputs({"manifest_hash": "a" * 64}, path, "b" * 64, None)
+    check_same_inputs({"manifest_hash": "a" * 64}, path, "a" * 64, None)
+    check_same_inputs({"manifest_hash": "unknown (dataset passed in)"}, path, "b" * 64, None)   # nothing to compare
+
+
 def test_a_checkpoint_from_before_a_new_option_resumes_with_it_off_and_only_off(tmp_path):
     """Fields the config gained after a checkpoint was written count at their defaults."""
     cfg = tiny()
     saved = cfg.to_dict()
     del saved["integrability_warmup"], saved["refiner"]["residual"]
-    check_resumable(saved, cfg, tmp_path / "latest.pt")
+    check_resumable(saved, cfg, tmp_path / "latest.pt", "refiner")
     with pytest.raises(CheckpointError, match="cannot resume, config field 'integrability_warmup' was 0.0, now 0.5"):
-        check_resumable(saved, tiny(integrability_warmup=0.5), tmp_path / "latest.pt")
+        check_resumable(saved, tiny(integrability_warmup=0.5), tmp_path / "latest.pt", "refiner")
     with pytest.raises(CheckpointError, match="cannot resume, config field 'refiner'"):
-        check_resumable(saved, tiny(refiner__residual=True), tmp_path / "latest.pt")
+        check_resumable(saved, tiny(refiner__residual=True), tmp_path / "latest.pt", "refiner")
     with pytest.raises(CheckpointError, match="latest.pt: cannot resume, its config does not fit this version"):
-        check_resumable({**saved, "an_option_since_removed": 1}, cfg, tmp_path / "latest.pt")
+        check_resumable({**saved, "an_option_since_removed": 1}, cfg, tmp_path / "latest.pt", "refiner")
 
 
 def test_a_checkpoint_with_options_removed_since_still_loads_for_inference(run, tmp_path):

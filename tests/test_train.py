@@ -1,6 +1,7 @@
 """Training loops: learning, determinism, exact resume, NaN stop, DDP (2 gloo processes)."""
 from __future__ import annotations
 
+import math
 import os
 import socket
 import warnings
@@ -16,7 +17,7 @@ from hffne_lib.config import get_config, with_overrides
 from hffne_lib.fitting import FitSettings, fit_normals
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, Runtime, SeededBatchSampler, TimeBudgetReached,
-                             ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, setup_runtime,
+                             check_finite, ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, setup_runtime,
                              to_channels_last, train_coarse, train_refiner, weight_average)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
@@ -305,6 +306,8 @@ def _ddp_worker(rank: int, port: int, run_dir: str, results: dict) -> None:
     hook = register_optimizer_step_post_hook(lambda opt, *_: optimizers.append(opt) if opt not in optimizers else None)
     try:
         train_coarse(cfg, run_dir, dataset=RandomFaces(), progress=False)
+        # no collective yet: every rank leaves after rank 0's last save (`train both` reads it next)
+        iteration_seen = load_checkpoint(f"{run_dir}/coarse/latest.pt", "coarse")["iteration"]
         hook.remove()
         generator = cfg.coarse.build_generator()
         n_params = len(list(generator.parameters()))
@@ -314,7 +317,16 @@ def _ddp_worker(rank: int, port: int, run_dir: str, results: dict) -> None:
         dist.all_gather_object(both, mine)
         generator.load_state_dict(load_checkpoint(f"{run_dir}/coarse/latest.pt", "coarse")["models"]["generator"])
         saved = torch.cat([p.detach().flatten() for p in generator.parameters()])
-        results[rank] = (torch.equal(both[0], both[1]), torch.equal(mine, saved))
+        stopped = []
+        try:   # NaN images on rank 1 only: both stop at once, rank 0 saves nothing and waits for no one
+            train_coarse(cfg, f"{run_dir}/nan", dataset=RandomFaces(nan_after=0 if rank else None), progress=False)
+        except NonFiniteLossError as err:
+            stopped.append(str(err))
+        try:   # a loss that is NaN on rank 1 alone (in training the NaN reaches rank 0 through the gradients)
+            check_finite({"loss": torch.tensor(float("nan") if rank else 0.5)}, 7, Path(run_dir), setup_runtime(cfg))
+        except NonFiniteLossError as err:
+            stopped.append(str(err))
+        results[rank] = (torch.equal(both[0], both[1]), torch.equal(mine, saved), iteration_seen, stopped)
     finally:
         dist.destroy_process_group()
 
@@ -325,8 +337,24 @@ def test_ddp_two_gloo_processes(tmp_path):
         port = s.getsockname()[1]
     results = mp.Manager().dict()
     mp.spawn(_ddp_worker, args=(port, str(tmp_path), results), nprocs=2, join=True)
-    assert dict(results) == {0: (True, True), 1: (True, True)}  # ranks in sync, checkpoint = their weights
+    results = dict(results)
+    assert [results[rank][:3] for rank in (0, 1)] == [(True, True, 4)] * 2  # in sync, checkpoint = their weights
     assert load_checkpoint(tmp_path / "coarse" / "latest.pt", "coarse")["iteration"] == 4
+    assert all(results[rank][3][0].endswith("at iteration 1; training stopped, no checkpoint was written yet")
+               for rank in (0, 1)) and not (tmp_path / "nan" / "coarse" / "latest.pt").exists()
+    assert results[0][3][1].startswith("a non-finite loss or weight on another process at iteration 7")
+    assert results[1][3][1].startswith("loss loss = nan at iteration 7")
+
+
+def test_weights_made_non_finite_by_a_finite_loss_are_not_saved(tmp_path):
+    model = torch.nn.Linear(2, 2)
+    losses = {"loss": torch.tensor(0.5)}
+    assert check_finite(losses, 3, tmp_path, Runtime(torch.device("cpu")), [model]) == {"loss": 0.5}
+    with torch.no_grad():
+        model.weight[0, 0] = float("inf")
+    assert check_finite(losses, 3, tmp_path, Runtime(torch.device("cpu"))) == {"loss": 0.5}   # weights unchecked
+    with pytest.raises(NonFiniteLossError, match=r"^non-finite weights at iteration 3; training stopped, no checkpoint"):
+        check_finite(losses, 3, tmp_path, Runtime(torch.device("cpu")), [model])
 
 
 def test_repeated_set_options_all_apply():
@@ -443,3 +471,20 @@ def test_adam_is_fused_on_cuda_only_and_makes_the_same_update():
         updated[device] = param.detach()
     assert not torch.equal(updated["cpu"], start)
     torch.testing.assert_close(updated["cuda"], updated["cpu"])
+
+
+def test_a_resumed_log_keeps_the_columns_it_no_longer_writes(tmp_path):
+    """eval_splits may change on resume: the rows already written keep their splits' columns
+    (the log used to be left as a header only, then the run failed in DictWriter)."""
+    from hffne_lib.train import LossLog
+
+    path = tmp_path / "eval.csv"
+    first = LossLog(path, ["scans/face/coarse", "lab_test/face/coarse"], start=0)
+    first.write(5, 1.0, {"scans/face/coarse": 10.0, "lab_test/face/coarse": 7.0})
+    first.write(10, 2.0, {"scans/face/coarse": 9.0, "lab_test/face/coarse": 6.0})
+    resumed = LossLog(path, ["scans/face/coarse"], start=5)
+    resumed.write(10, 2.5, {"scans/face/coarse": 8.5})
+    log = read_log(path)
+    assert list(log.index) == [5, 10] and list(log["scans/face/coarse"]) == [10.0, 8.5]
+    assert log.loc[5, "lab_test/face/coarse"] == 7.0 and math.isnan(log.loc[10, "lab_test/face/coarse"])
+    assert not list(tmp_path.glob("*.tmp"))
