@@ -15,7 +15,8 @@ if ! "$py" -c "import torch" 2>/dev/null; then
     "$py" -m pip install "${TORCH_SPEC:-torch}"
   else
     cpu_index=https://download.pytorch.org/whl/cpu
-    if curl -s -m 5 -o /dev/null "$cpu_index/"; then
+    # reachable = an HTTP success within 5 s (Python's urllib: no curl needed; a proxy's 403 is no)
+    if "$py" -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=5)" "$cpu_index/" 2>/dev/null; then
       "$py" -m pip install "${TORCH_SPEC:-torch==2.13.0}" --index-url "$cpu_index" --extra-index-url https://pypi.org/simple
     else
       "$py" -m pip install "${TORCH_SPEC:-torch==2.13.0}"
