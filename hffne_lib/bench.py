@@ -9,20 +9,24 @@
     VGG stopped at the last layer used (the classifier is never built), torch.compile, CUDA graphs
     for inference (torch.compile mode "reduce-overhead").
 Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
-batch 1 and 32): iterations or images per second, batch-1 latency, peak GPU memory, ratio (b)/(a);
+batch 1 and 32): iterations or images per second, latency (each call waited for on its own, median),
+GPU memory (the peak, and what was resident before: weights of both paths), ratio (b)/(a);
 the input pipeline's rate beside the step rate; agreement of (b) with (a) (mean angular
 difference in fp32, and in bf16); where (b)'s time goes (``profile``: the device's busy share of
 a training step and of a batch-1 inference, its launches per call, the ops with the most self
 time). Sections, in order: agreement, training and inference (both paths uncompiled), input,
 profile, then training_compiled and inference_compiled ((b) under torch.compile: compiling takes
-the longest, so a run cut short keeps the rest). Results go to <out>/<device name>.json,
-rewritten as each section ends.
+the longest, so a run cut short keeps the rest; each batch size compiles afresh, for a fixed shape).
+Both paths are timed under PyTorch's default TF32 settings (cuDNN convolutions TF32, matmuls not), as
+the authors' code runs; the agreement is measured in strict fp32. Results go to
+<out>/<device name>.json, rewritten as each section ends.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import statistics
 import time
 from pathlib import Path
 from typing import Callable
@@ -83,12 +87,28 @@ def _timed(fn: Callable[[], object], device: torch.device, warmup: int, iters: i
     return (time.perf_counter() - start) / iters
 
 
+def _latency(fn: Callable[[], object], device: torch.device, calls: int) -> float:
+    """Median seconds of one call of ``fn`` waited for on its own (after ``_timed``'s warm-up):
+    the latency one request sees, where ``_timed`` measures a stream of calls."""
+    times = []
+    for _ in range(calls):
+        _sync(device)
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
 def _timed_compiled(make_fn: Callable[[bool], Callable[[], object]], device: torch.device, warmup: int,
                     iters: int, compiled: bool) -> tuple[float, dict]:
     """``_timed(make_fn(compiled))``; when compiling fails (it happens at the first call), the
     uncompiled ``make_fn(False)`` is timed instead and the failure recorded, so one broken compiler
-    costs that speed-up, not the whole benchmark. -> (seconds per call, notes for the result)."""
+    costs that speed-up, not the whole benchmark. Each compiled timing starts from an empty
+    compile cache (a cache made for another batch size would recompile with a dynamic batch).
+    -> (seconds per call, notes for the result)."""
     if compiled:
+        torch._dynamo.reset()
         try:
             return _timed(make_fn(True), device, warmup, iters), {"compiled": True}
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back and say why
@@ -113,13 +133,18 @@ def training_step(path: BenchPath, optimizer: torch.optim.Optimizer, gray: torch
     return loss
 
 
-def _peak_memory(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None
+def _memory(device: torch.device, resident: float | None) -> dict:
+    """GPU memory (MiB) of a timing: its peak and what was resident when it began (None off CUDA)."""
+    peak = torch.cuda.max_memory_allocated(device) / 2 ** 20 if device.type == "cuda" else None
+    return {"peak_memory_mib": peak, "resident_memory_mib": resident}
 
 
-def _reset_peak(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
+def _reset_peak(device: torch.device) -> float | None:
+    """Start a peak-memory measurement; returns the MiB resident now (None off CUDA)."""
+    if device.type != "cuda":
+        return None
+    torch.cuda.reset_peak_memory_stats(device)
+    return torch.cuda.memory_allocated(device) / 2 ** 20
 
 
 def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPath:
@@ -154,11 +179,13 @@ def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int,
     gray, rgb, optimizer = _training_inputs(path, device, batch, size, optimised)
 
     def step(compile_now: bool):
-        refiner = torch.compile(path.refiner) if compile_now else path.refiner
+        refiner = torch.compile(path.refiner, dynamic=False) if compile_now else path.refiner
         return lambda: training_step(path, optimizer, gray, rgb, optimised, refiner)
-    _reset_peak(device)
+    resident = _reset_peak(device)
     seconds, notes = _timed_compiled(step, device, warmup, iters, compiled)
-    return {"iterations_per_s": 1.0 / seconds, "peak_memory_mib": _peak_memory(device), **notes}
+    memory = _memory(device, resident)
+    optimizer.zero_grad(set_to_none=True)   # no gradients left resident in the timings after this one
+    return {"iterations_per_s": 1.0 / seconds, **memory, **notes}
 
 
 def bench_training(authors: BenchPath, fast: BenchPath, device: torch.device, batch: int, size: int,
@@ -181,24 +208,27 @@ def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) ->
     def infer(gray: torch.Tensor) -> torch.Tensor:
         with bf16_autocast(gray.device, optimised):
             return path.refiner(gray, path.coarse(gray))
-    return torch.compile(infer, mode=compile_mode) if compile_mode else infer
+    return torch.compile(infer, mode=compile_mode, dynamic=False) if compile_mode else infer
 
 
 @torch.no_grad()
 def _inference_rate(path: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
                     optimised: bool, compile_mode: str | None) -> dict:
-    """Images per second, batch latency and peak GPU memory of one path's full inference
-    (``compile_mode``: under torch.compile in that mode; None: uncompiled)."""
+    """Images per second (a stream of batches), latency (one batch waited for on its own, median of
+    ``iters``) and GPU memory of one path's full inference (``compile_mode``: under torch.compile in
+    that mode; None: uncompiled)."""
     path.eval()
     gray = _gray_batch(batch, size, device, optimised)
+    timed = {}
 
     def call(compile_now: bool):
         fn = _inference_fn(path, optimised, compile_mode if compile_now else None)
-        return lambda: fn(gray)
-    _reset_peak(device)
+        timed["fn"] = lambda: fn(gray)
+        return timed["fn"]
+    resident = _reset_peak(device)
     seconds, notes = _timed_compiled(call, device, warmup, iters, compile_mode is not None)
-    return {"images_per_s": batch / seconds, "latency_ms": 1000 * seconds, "peak_memory_mib": _peak_memory(device),
-            **notes}
+    latency = _latency(timed["fn"], device, iters)
+    return {"images_per_s": batch / seconds, "latency_ms": 1000 * latency, **_memory(device, resident), **notes}
 
 
 def bench_inference(authors: BenchPath, fast: BenchPath, device: torch.device, batches: tuple[int, ...], size: int,
@@ -275,11 +305,17 @@ def bench_profile(fast: BenchPath, device: torch.device, batch: int, size: int, 
 
 @torch.no_grad()
 def agreement(authors: BenchPath, fast: BenchPath, device: torch.device, size: int, batch: int = 4) -> dict:
-    """Mean angular difference (degrees) of (b) against (a): fp32 and bf16 autocast."""
+    """Mean angular difference (degrees) of (b) against (a): strict fp32 (TF32 off for the
+    comparison) and bf16 autocast."""
     authors.eval(), fast.eval()
     gray = torch.rand(batch, 1, size, size, device=device)
-    reference = authors.refiner(gray, authors.coarse(gray)).float()
-    fp32 = fast.refiner(gray, fast.coarse(gray)).float()
+    tf32 = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        reference = authors.refiner(gray, authors.coarse(gray)).float()
+        fp32 = fast.refiner(gray, fast.coarse(gray)).float()
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
     with bf16_autocast(device, device.type == "cuda"):
         low = fast.refiner(gray, fast.coarse(gray)).float()
     return {"fp32_mean_deg": angular_error(fp32, reference).mean().item(),
@@ -325,8 +361,8 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     dev = torch.device(device)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
-        torch.backends.cuda.matmul.allow_tf32 = False  # (a) is fp32: keep TF32 out of it
-        torch.backends.cudnn.allow_tf32 = False
+        # PyTorch's defaults, under which the authors' code runs (and ours: it asks for no more)
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = False, True
     coarse, refiner = coarse or CoarseConfig(), refiner or RefinerConfig()
     authors, fast = BenchPath(True, coarse, refiner), BenchPath(False, coarse, refiner)
     _copy_weights(authors, fast)
@@ -334,6 +370,7 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     result = {"device": device_label(dev), "torch": torch.__version__, "resolution": size,
               "settings": {"train_batch": train_batch, "warmup": warmup, "iters": iters,
                            "compile": compile_fast, "compile_mode": compile_mode,
+                           "tf32": "PyTorch's defaults: cuDNN convolutions TF32, matmuls fp32 (agreement: strict fp32)",
                            "vgg_weights": "random (speed does not depend on the weights)"}}
     # compiling takes the longest: those sections come last, so a run cut short keeps the others
     sections = {
@@ -367,8 +404,8 @@ def check_arguments(size: int, iters: int, warmup: int, workers: int, data_root:
     if size < side or size % side:
         raise ValueError(f"--size must be a multiple of {side} (the paper's coarse U-Net halves it "
                          f"{CoarseConfig().depth} times), got {size}")
-    if iters < 1 or warmup < 0 or workers < 0:
-        raise ValueError(f"--iters must be at least 1, --warmup and --workers 0 or more; got {iters}, {warmup}, {workers}")
+    if iters < 1 or warmup < 1 or workers < 0:
+        raise ValueError(f"--iters and --warmup must be at least 1, --workers 0 or more; got {iters}, {warmup}, {workers}")
     if data_root is not None:
         manifest_path(data_root)
 

@@ -110,7 +110,7 @@ def test_a_device_that_is_not_there_is_one_line_and_writes_nothing(tmp_path, cap
 
 @pytest.mark.parametrize("arguments, message", [
     (["--size", "128"], "--size must be a multiple of 256 (the paper's coarse U-Net halves it 8 times), got 128"),
-    (["--iters", "0"], "--iters must be at least 1, --warmup and --workers 0 or more; got 0, 10, 4"),
+    (["--iters", "0"], "--iters and --warmup must be at least 1, --workers 0 or more; got 0, 10, 4"),
     (["--data-root", "nowhere"], "no benchmark at nowhere: build it first"),
 ])
 def test_settings_the_timing_would_trip_over_are_refused_before_it_starts(arguments, message, tmp_path, capsys):
