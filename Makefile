@@ -5,7 +5,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PRESET ?= smoke
-DEVICE ?= cpu
+DEVICE ?=
 OUT ?= results
 JOBS ?= 1
 
@@ -14,7 +14,7 @@ setup:
 	@VENV=$(VENV) scripts/setup_venv.sh
 
 reproduce: setup
-	$(PY) -m hffne_lib.reproduce --preset $(PRESET) --device $(DEVICE) --out $(OUT) --jobs $(JOBS)
+	$(PY) -m hffne_lib.reproduce --preset $(PRESET) $(if $(DEVICE),--device $(DEVICE)) --out $(OUT) --jobs $(JOBS)
 
 test: setup
 	$(PY) -m pytest -q tests

@@ -41,14 +41,22 @@ LATEST = "latest.pt"
 WEIGHT_AVERAGE = "refiner_average"
 
 
+#: What counts as the code for "-dirty": results/ and data/ change with every reproduction.
+CODE_PATHS = ("hffne_lib", "notebooks", "scripts", "pyproject.toml")
+
+
 def git_revision(repo: str | os.PathLike | None = None) -> str:
-    """``git describe --always --dirty`` of the package's checkout; outside git (a copy of the tree
-    without .git) the environment variable HFFNE_GIT_REVISION if set, else "unknown"."""
+    """``git describe --always`` of the package's checkout, "-dirty" when CODE_PATHS hold changes
+    (a reproduction rewrites tracked tables and figures, which is no change to the code); outside
+    git (a copy of the tree without .git) the environment variable HFFNE_GIT_REVISION if set, else
+    "unknown"."""
     repo = Path(repo) if repo is not None else Path(__file__).resolve().parents[1]
     try:
-        out = subprocess.run(["git", "describe", "--always", "--dirty"], cwd=repo, capture_output=True,
-                             text=True, timeout=10, check=True)
-        return out.stdout.strip() or "unknown"
+        def git(*args: str) -> str:
+            return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True, timeout=10,
+                                  check=True).stdout.strip()
+        revision = git("describe", "--always") or "unknown"
+        return revision + ("-dirty" if git("status", "--porcelain", "--", *CODE_PATHS) else "")
     except (OSError, subprocess.SubprocessError):
         return os.environ.get("HFFNE_GIT_REVISION", "unknown")
 

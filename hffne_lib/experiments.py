@@ -32,7 +32,7 @@ from tqdm.auto import tqdm
 
 from .checkpoint import LATEST
 from .config import ExperimentConfig, checked_device, get_config, with_overrides
-from .data.benchmark import DATA_FOLDER, benchmark_folder
+from .data.benchmark import DATA_FOLDER, MANIFEST, benchmark_folder
 from .pipeline import NormalEstimator
 from .official import CheckpointError
 from .train import (EXIT_TIME_BUDGET, RESUMABLE_CHANGES, NonFiniteLossError, TimeBudgetReached, add_override_argument,
@@ -42,7 +42,7 @@ from .train import (EXIT_TIME_BUDGET, RESUMABLE_CHANGES, NonFiniteLossError, Tim
 
 #: Table 1's row of the best options beyond the paper measured on CPU (docs/beyond_the_paper.md,
 #: "A refiner that starts at its exemplar" and "Albedo and noise in the shading term").
-BEYOND_PAPER_ROW = "Ours-paired + residual + HF shading + integrability"
+BEYOND_PAPER_ROW = "Ours-paired + residual + HF shading + integrability (beyond the paper)"
 
 
 @dataclass(frozen=True)
@@ -96,13 +96,16 @@ def refinement_stage(cfg: ExperimentConfig) -> str:
     of the table row with these settings ("refiner" for the paper's model, "refiner_A1", ...), so
     its training serves the tables too; else "refiner_" + the settings that differ from preset
     ``cfg.name``'s, so runs of different settings never share (and never refuse to resume) a folder.
-    Fields a run may change when resumed (train.RESUMABLE_CHANGES) do not count."""
+    Fields a run may change when resumed (train.RESUMABLE_CHANGES) do not count, but for refine_iters:
+    a longer run in a row's folder would stand in the tables for that row's."""
+    ignored = RESUMABLE_CHANGES - {"refine_iters"}
+
     def settings(config: ExperimentConfig) -> dict[str, Any]:
         flat = {}
         for key, value in config.to_dict().items():
             nested = value.items() if isinstance(value, dict) else [("", value)]
             flat.update({f"{key}__{sub}" if sub else key: item for sub, item in nested})
-        return {key: value for key, value in flat.items() if key not in RESUMABLE_CHANGES}
+        return {key: value for key, value in flat.items() if key not in ignored}
 
     ours = settings(cfg)
     preset = get_config(cfg.name)
@@ -119,10 +122,12 @@ def prepare(preset: str, data_root: str | os.PathLike = DATA_FOLDER, results_roo
             device: str | None = None, **overrides: Any) -> tuple[ExperimentConfig, Path]:
     """Notebook parameters -> (config, run directory). Every notebook calls this, so they agree:
     the benchmark lives in ``<data_root>/synthetic_<data preset>`` and the runs in
-    ``<results_root>/runs/<preset>``. The config keeps the benchmark's absolute path, so the
-    runs' checkpoints name it from any working directory (notebooks run in notebooks/)."""
+    ``<results_root>/runs/<preset>`` (a ``data_root`` that is a benchmark itself is taken as it is).
+    The config keeps the benchmark's absolute path, so the runs' checkpoints name it from any
+    working directory (notebooks run in notebooks/)."""
     cfg = get_config(preset, **({"device": device} if device else {}), **overrides)
-    cfg.data_root = str(benchmark_folder(cfg.data_preset, Path(data_root).resolve()))
+    root = Path(data_root).resolve()
+    cfg.data_root = str(root if (root / MANIFEST).is_file() else benchmark_folder(cfg.data_preset, root))
     return cfg, Path(results_root) / "runs" / preset
 
 

@@ -514,8 +514,10 @@ def variety_indices(dataset: Dataset, count: int) -> list[int]:
 
 
 def worst_indices(estimator: NormalEstimator, dataset: Dataset, count: int) -> list[int]:
-    """Indices of the ``count`` items with the largest mean refined angular error over the face."""
-    table = evaluate(estimator, dataset, progress=False).per_image
+    """Indices of the ``count`` items with the largest mean refined angular error over the face
+    (measured without the estimator's fitting, which would only cost time here)."""
+    refining = NormalEstimator(estimator.coarse_net, estimator.refiner, estimator.provenance)   # shares the nets
+    table = evaluate(refining, dataset, progress=False).per_image
     rows = table[(table["stage"] == "refined") & (table["region"] == "face")]
     return [int(i) for i in rows.sort_values("mean", ascending=False)["image"].head(count)]
 
@@ -541,15 +543,15 @@ def extreme_light_indices(dataset: Dataset, count: int) -> list[int]:
 
 # ----------------------------------------------------------------------------- real photos
 def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = None) -> list[dict[str, Any]]:
-    """Real photos of ``folder`` (any hffne_lib.data image file, sorted by name, the first ``limit``),
-    the largest face of each found and cropped to ``size`` px as ``hffne predict`` does
+    """Real photos of ``folder`` (any hffne_lib.data image file, sorted by name; the first ``limit``
+    usable ones), the largest face of each found and cropped to ``size`` px as ``hffne predict`` does
     (hffne_lib.predict.face_crops) -> items with "rgb" 3 x S x S, "gray" 1 x S x S in [0, 1],
     "mask" 1 x S x S bool (the face ellipse, hffne_lib.predict.face_mask) and "name". A photo that
     cannot be read or holds no face is skipped with one printed line; none left raises ValueError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"real-faces folder {folder} does not exist")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:limit]
+    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise FileNotFoundError(f"no images in {folder}")
     mask = torch.from_numpy(face_mask(size, CROP_SCALE))[None]
@@ -562,6 +564,8 @@ def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = No
             continue
         rgb = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
         items.append({"rgb": rgb, "gray": rgb_to_gray(rgb[None])[0], "mask": mask, "name": path.stem})
+        if len(items) == limit:
+            break
     if not items:
         raise ValueError(f"no photo left in {folder}: all {len(paths)} unreadable or without a face (lines above)")
     return items

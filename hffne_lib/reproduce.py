@@ -2,7 +2,7 @@
 
     python -m hffne_lib.reproduce --preset smoke --device cpu --out results
 
-Executed notebooks go to <out>/notebooks; the notebooks themselves write tables and figures.
+Executed notebooks go to <out>/notebooks/<preset>; the notebooks themselves write tables and figures.
 A notebook that fails stops the run with one line naming it, the error and its executed copy
 (which holds the traceback); the same command then resumes, reusing every finished run.
 """
@@ -27,27 +27,30 @@ def notebooks(folder: Path = NOTEBOOK_DIR) -> list[Path]:
     return sorted(p for p in folder.glob("[0-9][0-9]_*.ipynb"))
 
 
-def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: list[str] | None = None,
+def run_all(preset: str, device: str | None, out: Path, kernel: str = "python3", only: list[str] | None = None,
             jobs: int = 1, data_root: Path | None = None) -> list[Path]:
-    """Execute the notebooks with papermill; returns the executed copies' paths. Each notebook gets
-    those of the parameters below that its parameters cell declares. ``jobs`` > 1 is
+    """Execute the notebooks with papermill into ``out/notebooks/<preset>/``; returns the executed
+    copies' paths. Each notebook gets those of the parameters below that its parameters cell
+    declares; ``device`` None leaves the preset's (cpu; cuda for gpu and paper). ``jobs`` > 1 is
     handed to the notebooks as parameter ``jobs`` (03 trains that many refinement runs at once);
     ``data_root`` (default: the notebooks' own, the repository's data/) as ``data_root``, the
     folder that holds synthetic_<data preset>. Raises NotebookFailed at the first notebook that fails."""
     import papermill
 
     out = out.resolve()
-    executed_dir = out / "notebooks"
+    executed_dir = out / "notebooks" / preset
     executed_dir.mkdir(parents=True, exist_ok=True)
-    parameters = {"preset": preset, "device": device, "results_root": str(out), **({"jobs": jobs} if jobs > 1 else {}),
+    parameters = {"preset": preset, **({"device": device} if device else {}), "results_root": str(out),
+                  **({"jobs": jobs} if jobs > 1 else {}),
                   **({"data_root": str(Path(data_root).resolve())} if data_root else {})}
+    device_shown = device or "the preset's"
     done = []
     for notebook in notebooks():
         if only and not any(notebook.name.startswith(prefix) for prefix in only):
             continue
         target = executed_dir / notebook.name
         start = time.perf_counter()
-        print(f"[reproduce] {notebook.name} (preset={preset}, device={device})", flush=True)
+        print(f"[reproduce] {notebook.name} (preset={preset}, device={device_shown})", flush=True)
         declared = papermill.inspect_notebook(str(notebook))
         try:
             papermill.execute_notebook(str(notebook), str(target), kernel_name=kernel, cwd=str(notebook.parent),
@@ -67,7 +70,8 @@ def run_all(preset: str, device: str, out: Path, kernel: str = "python3", only: 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke", choices=list(PRESETS), help="experiment preset (default smoke)")
-    parser.add_argument("--device", default="cpu", help="torch device for training and evaluation")
+    parser.add_argument("--device", help="torch device for training and evaluation (default: the preset's, "
+                                          "cpu; cuda for gpu and paper)")
     parser.add_argument("--out", type=Path, default=Path("results"), help="results folder")
     parser.add_argument("--kernel", default="python3", help="Jupyter kernel name")
     parser.add_argument("--only", nargs="*", help="run only notebooks whose names start with these")

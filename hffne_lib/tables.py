@@ -36,6 +36,15 @@ FITTED_ROW = "Coarse exemplar + test-time fitting, no refiner (beyond the paper)
 #: The tables that show FITTED_ROW (Table 3 is the paper's exemplar and architecture study).
 FITTED_TABLES = ("table1", "table2")
 TABLE3_FINAL_ROW = "Iter100k/A3/StyleGAN2"
+
+
+def table3_names(cfg: ExperimentConfig) -> dict[str, str]:
+    """Our Table 3 rows' names: the paper's, with the coarse iterations this preset's exemplars
+    really come from (the final row is Ours-paired, on the final exemplar, as the paper's equals
+    its Ours-paired)."""
+    early, middle = cfg.coarse_milestones[:2]
+    return {"Iter1k": f"Iter1k (exemplar at {early} it.)", "Iter50k": f"Iter50k (exemplar at {middle} it.)",
+            "Ours-paired": f"{TABLE3_FINAL_ROW} (final exemplar, {cfg.coarse_iters} it.)"}
 WILD_SPLIT = "wild_test"
 
 
@@ -59,15 +68,16 @@ def evaluate_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, name
 
 
 def measured_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation], split: str, role: str,
-                   final_name: str | None = None) -> pd.DataFrame:
+                   names: dict[str, str] | None = None) -> pd.DataFrame:
     """Rows: the coarse exemplar (the final coarse checkpoint's, from "Ours-paired" when measured),
-    FITTED_ROW when that evaluation has stage FITTED, then each run's refined normals."""
+    FITTED_ROW when that evaluation has stage FITTED, then each run's refined normals, named as in
+    ``names`` where it has them (e.g. ``table3_names``)."""
     reference = evaluations.get("Ours-paired", next(iter(evaluations.values())))
     rows = {COARSE_ROW: _row(reference, "coarse")}
     if FITTED in set(reference.summary["stage"]):
         rows[FITTED_ROW] = _row(reference, FITTED)
     for name, evaluation in evaluations.items():
-        rows[final_name if (final_name and name == "Ours-paired") else name] = _row(evaluation, "refined")
+        rows[(names or {}).get(name, name)] = _row(evaluation, "refined")
     frame = pd.DataFrame(rows).T
     frame.insert(0, "source", f"measured: synthetic {split} ({role}'s role), preset {cfg.name}")
     return frame
@@ -109,7 +119,7 @@ def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bo
         evaluations = {n: cache[n, split] for n in names}
         if key not in FITTED_TABLES:
             evaluations = {n: _without_fitted(e) for n, e in evaluations.items()}
-        measured = measured_table(cfg, evaluations, split, role, TABLE3_FINAL_ROW if key == "table3" else None)
+        measured = measured_table(cfg, evaluations, split, role, table3_names(cfg) if key == "table3" else None)
         reported = reported_table(int(key[-1]))
         tables[key] = pd.concat([measured, reported]).rename_axis("method")
     wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_SPLIT, progress, fitting)
@@ -150,7 +160,7 @@ def training_revisions(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
-    """Numbers to 2 decimals, image counts as integers (empty for the paper's rows); text as it is."""
+    """Numbers to 2 decimals, image counts as integers (missing for the paper's rows); text as it is."""
     frame = frame.copy()
     for column in frame.columns:
         if column == "images":
@@ -169,10 +179,12 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | os.PathLike, met
     written = []
     for name, frame in tables.items():
         frame = _rounded(frame)
-        outputs = {
+        outputs = {   # a missing value (the paper's image counts) is an empty cell in every format
             ".csv": "".join(f"# {line}\n" for line in header) + frame.to_csv(),
-            ".md": "".join(f"- {line}\n" for line in header) + "\n" + frame.to_markdown() + "\n",
-            ".tex": "".join(f"% {line}\n" for line in header) + frame.to_latex(float_format="%.2f"),
+            ".md": "".join(f"- {line}\n" for line in header) + "\n"
+                   + frame.astype(object).where(frame.notna(), None).to_markdown(missingval="") + "\n",
+            ".tex": "".join(f"% {line}\n" for line in header)   # escaped: _ and < (in "<20") are LaTeX syntax
+                    + frame.to_latex(float_format="%.2f", escape=True, na_rep="").replace("<", r"\textless{}"),
         }
         for suffix, text in outputs.items():
             path = folder / f"{name}{suffix}"

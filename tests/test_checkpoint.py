@@ -147,3 +147,22 @@ def test_revision_outside_git_comes_from_the_environment(tmp_path, monkeypatch):
     assert git_revision(tmp_path) == "unknown"
     monkeypatch.setenv("HFFNE_GIT_REVISION", "abc1234")
     assert git_revision(tmp_path) == "abc1234"
+
+
+def test_a_reproduction_rewriting_tracked_results_does_not_make_the_code_dirty(tmp_path):
+    import subprocess
+
+    def git(*args: str) -> None:
+        subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+    for path in ("hffne_lib/a.py", "results/tables/smoke/table1.csv"):
+        (tmp_path / path).parent.mkdir(parents=True)
+        (tmp_path / path).write_text("1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-qm", "first")
+    clean = git_revision(tmp_path)
+    (tmp_path / "results/tables/smoke/table1.csv").write_text("2\n")     # what make reproduce does
+    assert git_revision(tmp_path) == clean and not clean.endswith("-dirty")
+    (tmp_path / "hffne_lib/a.py").write_text("2\n")
+    assert git_revision(tmp_path) == f"{clean}-dirty"

@@ -218,6 +218,7 @@ def test_load_real_faces_skips_bad_photos_with_one_line_each(photo_folder, capsy
     blank, notes = capsys.readouterr().out.splitlines()
     assert "blank.png" in blank and "no face found" in blank
     assert "notes.png" in notes and "not an image" in notes
+    assert [photo["name"] for photo in figures.load_real_faces(photo_folder, RES, limit=1)] == ["face"]  # usable ones
 
 
 def test_load_real_faces_with_no_face_left_is_one_line(photo_folder, tmp_path):

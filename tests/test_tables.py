@@ -62,16 +62,20 @@ def test_provenance_header_and_labels(two_runs):
     reported = frame[frame["source"].str.startswith(REPORTED)]
     measured = frame[frame["source"].str.startswith("measured")]
     assert len(reported) == 7 and reported.loc[TABLE3_FINAL_ROW].iloc[1] == pytest.approx(11.3)
-    assert {COARSE_ROW, "Iter1k", "Iter50k", "A1", "A2", "w/o modulation", "AdaIN", TABLE3_FINAL_ROW} == set(measured.index)
-    assert (folder / "table3.tex").read_text().startswith("% git revision")
+    assert {COARSE_ROW, "Iter1k (exemplar at 1 it.)", "Iter50k (exemplar at 2 it.)", "A1", "A2", "w/o modulation",
+            "AdaIN", f"{TABLE3_FINAL_ROW} (final exemplar, 4 it.)"} == set(measured.index)
+    tex = (folder / "table3.tex").read_text()
+    assert tex.startswith("% git revision") and "lab\\_test" in tex and "\\textless" in tex and "NaN" not in tex
+    assert "<NA>" not in (folder / "table3.md").read_text() and "nan" not in (folder / "table3.md").read_text()
 
 
 def test_table3_coarse_row_is_the_final_exemplar(two_runs):
     (tables, _), _ = two_runs
     table1, table3 = (t[t["source"].str.startswith("measured")] for t in (tables["table1"], tables["table3"]))
     assert table3.loc[COARSE_ROW, "mean"] == table1.loc[COARSE_ROW, "mean"]
-    assert table3.loc[TABLE3_FINAL_ROW, "mean"] == table1.loc["Ours-paired", "mean"]
-    assert table3.loc["Iter1k", "mean"] != table3.loc[TABLE3_FINAL_ROW, "mean"]
+    final = f"{TABLE3_FINAL_ROW} (final exemplar, 4 it.)"
+    assert table3.loc[final, "mean"] == table1.loc["Ours-paired", "mean"]
+    assert table3.loc["Iter1k (exemplar at 1 it.)", "mean"] != table3.loc[final, "mean"]
 
 
 def test_the_fitted_row_is_the_paired_runs_exemplar_fitted_in_tables_1_2_and_wild_only(two_runs):
@@ -149,6 +153,9 @@ def test_the_notebooks_runs_name_their_benchmark_from_any_working_directory(tmp_
     monkeypatch.chdir(tmp_path)
     cfg, run_dir = prepare("ci", "../data", "../results")
     assert cfg.data_root == str(tmp_path.parent / "data" / "synthetic_ci") and run_dir == Path("../results/runs/ci")
+    (tmp_path / "bench").mkdir()
+    (tmp_path / "bench" / "manifest.json").write_text("{}")          # a benchmark folder named directly
+    assert prepare("ci", "bench")[0].data_root == str(tmp_path / "bench")
 
 
 def test_reproduce_refuses_fewer_than_one_job(capsys):
@@ -179,7 +186,7 @@ def test_reproduce_refuses_an_unknown_preset_or_notebook_and_names_a_failing_not
     monkeypatch.setitem(sys.modules, "papermill", fake)
     assert main(["--out", str(tmp_path), "--only", "01"]) == 1
     assert capsys.readouterr().err == (f"hffne_lib.reproduce: 01_coarse_training.ipynb failed in cell [4] with KeyError: "
-                                       f"'unknown preset' (traceback in {tmp_path / 'notebooks' / '01_coarse_training.ipynb'})\n")
+                                       f"'unknown preset' (traceback in {tmp_path / 'notebooks' / 'smoke' / '01_coarse_training.ipynb'})\n")
 
 
 def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
@@ -198,7 +205,7 @@ def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
     main(["--out", str(tmp_path), "--jobs", "3", "--data-root", str(tmp_path / "shm"), "--only", "00", "03"])
     assert [Path(source).name[:2] for source, _ in calls[1:]] == ["00", "03"]
     assert calls[1][1] == {"preset": "smoke", "data_root": str(tmp_path / "shm")}   # only what 00 declares
-    assert calls[-1][1] == {"preset": "smoke", "device": "cpu", "results_root": str(tmp_path), "jobs": 3,
+    assert calls[-1][1] == {"preset": "smoke", "results_root": str(tmp_path), "jobs": 3,   # the preset's device
                             "data_root": str(tmp_path / "shm")}
 
 
@@ -208,7 +215,8 @@ def test_notebook_02s_runs_are_named_after_their_settings_and_share_the_tables_f
 
     row_settings = [("refiner", {}), ("refiner_A1", {"refiner__architecture": "A1"}),
                     ("refiner_unpaired", {"paired": False}), ("refiner_iter_early", {"exemplar_iteration": 6}),
-                    ("refiner", {"refine_iters": 7, "eval_every": 3})]     # resumable changes do not count
+                    ("refiner", {"eval_every": 3, "log_every": 7})]     # resumable changes do not count,
+    assert refinement_stage(get_config("cpu", refine_iters=3000)) == "refiner_refine_iters-3000"   # but the length
     for stage, overrides in row_settings:
         assert refinement_stage(get_config("cpu", **overrides)) == stage
     assert refinement_stage(get_config("cpu", seed=1)) == "refiner_seed-1"
