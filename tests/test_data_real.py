@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import zlib
 from pathlib import Path
 
 import cv2
@@ -66,13 +67,21 @@ def test_load_image_bad_inputs_give_one_line_errors(tmp_path):
     (tmp_path / "notes.png").write_text("not an image at all")
     (tmp_path / "cut.jpg").write_bytes((tmp_path / "ok.jpg").read_bytes()[:-40])
     (tmp_path / "cut.png").write_bytes((tmp_path / "ok.png").read_bytes()[:-200])
+    huge = (tmp_path / "ok.png").read_bytes()                       # a header declaring 60000 x 60000 pixels
+    ihdr = b"IHDR" + (60000).to_bytes(4, "big") * 2 + huge[24:29]
+    (tmp_path / "huge.png").write_bytes(huge[:12] + ihdr + zlib.crc32(ihdr).to_bytes(4, "big") + huge[33:])
+    cv2.imwrite(str(tmp_path / "nan.tiff"), np.full((8, 8), np.nan, np.float32))
     cases = {"missing.png": "no such file", "empty.png": "empty file", "notes.png": "not an image",
-             "cut.jpg": "truncated JPEG", "cut.png": "truncated or corrupt PNG"}
+             "cut.jpg": "truncated JPEG", "cut.png": "truncated or corrupt PNG", "huge.png": "the decoder refuses",
+             "nan.tiff": "NaN or infinite"}
     for name, problem in cases.items():
         with pytest.raises(ValueError) as error:
             load_image(tmp_path / name)
         message = str(error.value)
-        assert name in message and problem in message and "\n" not in message
+        assert name in message and problem in message and "\n" not in message, message
+    # data after the end-of-image marker (a phone's motion photo) is no truncation
+    (tmp_path / "motion.jpg").write_bytes((tmp_path / "ok.jpg").read_bytes() + b"\x00\x00\x00\x18ftypmp42" + bytes(999))
+    assert np.array_equal(load_image(tmp_path / "motion.jpg"), load_image(tmp_path / "ok.jpg"))
 
 
 # ---------------------------------------------------------------- faces
@@ -104,6 +113,19 @@ def test_crop_follows_the_protocol_and_uncrop_inverts_it():
     assert (back[:, :100] == 0).all()                     # outside the crop: nothing
     single = uncrop(crop[..., 0], transform, image.shape[:2])
     assert single.shape == image.shape[:2]
+
+
+def test_a_crop_samples_where_its_transform_says_and_is_low_passed_when_it_shrinks():
+    """Pixel centres of the crop land on the original coordinates the transform gives (they sat
+    half a pixel and more off), and a 4x smaller crop of noise is smooth (it sampled every 4th pixel)."""
+    width = 1024
+    ramp = np.tile(np.arange(width, dtype=np.float32) + 0.5, (width, 1))[..., None].repeat(3, axis=2)  # value = x
+    box = FaceBox(256.0, 256.0, 512.0 / 1.2, 512.0 / 1.2)                 # a 512 px square -> 128 px: scale 1/4
+    crop, transform = crop_face(ramp, box, size=128)
+    expected = (np.arange(128) + 0.5 - transform.tx) / transform.scale    # original x of each crop pixel centre
+    assert transform.scale == pytest.approx(0.25) and np.abs(crop[64, :, 0] - expected).max() < 0.05   # was 1.5
+    noise = np.random.default_rng(0).uniform(0, 1, (width, width, 3)).astype(np.float32)
+    assert crop_face(noise, box, size=128)[0].std() < 0.35 * noise.std()    # was 0.55
 
 
 def test_prepare_face_folder_reports_and_never_aborts(tmp_path, face_photo):

@@ -44,8 +44,9 @@ class FaceBox:
 
 @dataclass(frozen=True)
 class CropTransform:
-    """The similarity from original-image pixels to crop pixels:
-    crop = scale * original + (tx, ty), for a size x size crop."""
+    """The similarity from original-image coordinates to crop coordinates, both with pixel edges
+    at integers (pixel (r, c) spans [c, c + 1) x [r, r + 1)): crop = scale * original + (tx, ty),
+    for a size x size crop."""
 
     scale: float
     tx: float
@@ -54,8 +55,15 @@ class CropTransform:
 
     @property
     def matrix(self) -> np.ndarray:
-        """2 x 3 affine matrix (original -> crop), as cv2.warpAffine takes it."""
+        """2 x 3 affine matrix (original -> crop coordinates, pixel edges at integers)."""
         return np.array([[self.scale, 0.0, self.tx], [0.0, self.scale, self.ty]])
+
+    @property
+    def warp_matrix(self) -> np.ndarray:
+        """``matrix`` as cv2.warpAffine takes it: pixel centres at integers, so the crop's pixel
+        centres sample the original where ``matrix`` puts them (not half a pixel off)."""
+        shift = 0.5 * (self.scale - 1.0)
+        return np.array([[self.scale, 0.0, self.tx + shift], [0.0, self.scale, self.ty + shift]])
 
 
 def detect_faces(image: np.ndarray, min_size: int = 32, pad: float = 0.2) -> list[FaceBox]:
@@ -109,10 +117,14 @@ def crop_transform(box: FaceBox, size: int = 256, scale: float = CROP_SCALE) -> 
 
 def crop_face(image: np.ndarray, box: FaceBox, size: int = 256, scale: float = CROP_SCALE) -> tuple[np.ndarray, CropTransform]:
     """Square face crop (size x size x C, same dtype; outside the image: edge pixels repeated)
-    and its transform."""
+    and its transform. A crop smaller than the face's square is low-passed first (Gaussian sigma
+    (1 / scale - 1) / 2 px, as scikit-image's rescale does): a warp alone samples every n-th pixel,
+    and skin texture or JPEG noise would alias into what the networks read as detail."""
     transform = crop_transform(box, size, scale)
-    crop = cv2.warpAffine(image, transform.matrix, (size, size), flags=cv2.INTER_AREA if transform.scale < 1
-                          else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    if transform.scale < 1:
+        image = cv2.GaussianBlur(image, (0, 0), (1.0 / transform.scale - 1.0) / 2, borderType=cv2.BORDER_REPLICATE)
+    crop = cv2.warpAffine(image, transform.warp_matrix, (size, size), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_REPLICATE)
     return crop.reshape(size, size, *image.shape[2:]), transform
 
 
@@ -122,7 +134,7 @@ def uncrop(array: np.ndarray, transform: CropTransform, original_shape: tuple[in
     back onto the original image's grid (H x W [x C]); pixels the crop does not cover are 0.
     Normal maps stay valid (the transform has no rotation) but should be renormalised."""
     h, w = original_shape[:2]
-    back = cv2.warpAffine(np.asarray(array, dtype=np.float32), transform.matrix, (w, h),
+    back = cv2.warpAffine(np.asarray(array, dtype=np.float32), transform.warp_matrix, (w, h),
                           flags=interpolation | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_CONSTANT, borderValue=0)
     return back.reshape(h, w, *np.shape(array)[2:])
 

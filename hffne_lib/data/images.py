@@ -17,23 +17,29 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """Any JPEG, PNG, WebP, TIFF or BMP (8 or 16 bit; grey, RGB or RGBA, alpha dropped; EXIF
     orientation applied) -> H x W x 3 float32 RGB in [0, 1].
 
-    Raises a one-line ValueError naming the file and the problem: missing, empty, truncated,
-    or not an image."""
+    Raises a one-line ValueError naming the file and the problem: missing, unreadable, empty,
+    truncated, not an image, or one the decoder refuses (e.g. too many pixels)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: no such file")
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise ValueError(f"{path}: cannot be read ({err.strerror or err})") from None
     if not data:
         raise ValueError(f"{path}: empty file")
     kind = _format(data)
     if kind is None:
         raise ValueError(f"{path}: not an image (unknown format)")
-    if kind == "JPEG" and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9"):
-        raise ValueError(f"{path}: truncated JPEG (no end-of-image marker)")
+    if kind == "JPEG" and not data.rstrip(b"\x00\r\n ").endswith(b"\xff\xd9") and _jpeg_truncated(data):
+        raise ValueError(f"{path}: truncated JPEG (its image data ends early)")
     previous = cv2.utils.logging.getLogLevel()
     cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
     try:
         image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYDEPTH | cv2.IMREAD_ANYCOLOR)
+    except cv2.error as err:   # e.g. a header declaring more pixels than OpenCV allows
+        reason = next((line for line in str(err).splitlines() if line.strip()), "refused")
+        raise ValueError(f"{path}: {kind} the decoder refuses ({reason.strip()[:160]})") from None
     finally:
         cv2.utils.logging.setLogLevel(previous)
     if image is None or image.size == 0:
@@ -42,7 +48,10 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
         image = image[..., 2::-1]                 # OpenCV's BGR(A) -> RGB
     if np.issubdtype(image.dtype, np.floating):
         image = np.clip(image, 0.0, 1.0)          # float TIFFs may overshoot
-    return as_rgb(image)
+    try:
+        return as_rgb(image)
+    except ValueError as err:                     # NaN in a float TIFF, say
+        raise ValueError(f"{path}: {err}") from None
 
 
 def as_rgb(image: np.ndarray) -> np.ndarray:
@@ -59,11 +68,28 @@ def as_rgb(image: np.ndarray) -> np.ndarray:
         return image.astype(np.float32) / np.float32(np.iinfo(image.dtype).max)
     if not np.issubdtype(image.dtype, np.floating):
         raise ValueError(f"expected an unsigned integer or float image, got dtype {image.dtype}")
+    if not np.isfinite(image).all():
+        raise ValueError("a float image must hold finite values, this one has NaN or infinite ones")
     low, high = (float(image.min()), float(image.max())) if image.size else (0.0, 0.0)
     if low < 0.0 or high > 1.0:
         raise ValueError(f"a float image must be in [0, 1], got values from {low:.3g} to {high:.3g}; "
                          f"divide an 8-bit one by 255 or pass it as uint8")
     return image.astype(np.float32, copy=False)
+
+
+def _jpeg_truncated(data: bytes) -> bool:
+    """Whether a JPEG that does not end in its end-of-image marker lacks image data (a cut-off
+    download), rather than carrying data after it (a phone's motion photo): Pillow tells them
+    apart, OpenCV decodes both, the first with grey rows and no error."""
+    from io import BytesIO
+
+    from PIL import Image
+    try:
+        with Image.open(BytesIO(data)) as image:
+            image.load()
+    except OSError:
+        return True
+    return False
 
 
 def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFFIXES) -> list[Path]:
