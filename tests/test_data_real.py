@@ -199,13 +199,19 @@ def test_prepare_photoface_writes_a_lab_dataset(tmp_path):
         (tmp_path / "raw" / "subject9" / "bad" / f"im{k}.png").write_text("broken")
     (tmp_path / "raw" / "subject9" / "bad" / "light.txt").write_text("0 0 1\n")
     manifest = prepare_photoface(tmp_path / "raw", tmp_path / "lab", size=64, detect=False, progress=False)
-    assert manifest["splits"]["lab_test"]["samples"] == 1 and manifest["splits"]["lab_train"]["samples"] == 4
     test_list = (tmp_path / "lab" / "lab_test.txt").read_text().split()
     train_list = (tmp_path / "lab" / "lab_train.txt").read_text().split()
-    assert len(test_list) == 1 and len(train_list) == 5 and not set(test_list) & set(train_list)
+    assert len(test_list) + len(train_list) == 6 and test_list           # every capture, bad included, listed once
+    subjects = [{Path(capture).parts[0] for capture in captures} for captures in (test_list, train_list)]
+    assert not subjects[0] & subjects[1]                                  # no face both trained and tested on
+    bad = int("subject9/bad" in test_list)
+    assert (manifest["splits"]["lab_test"]["samples"], manifest["splits"]["lab_train"]["samples"]) == \
+        (len(test_list) - bad, len(train_list) - 1 + bad)
     assert "bad" in (tmp_path / "lab" / "report.csv").read_text()
     data = FaceNormalDataset(tmp_path / "lab", "lab_train")
-    assert len(data) == 16
+    assert len(data) == 4 * manifest["splits"]["lab_train"]["samples"]
+    with pytest.raises(ValueError, match=r"holds no 'scans' split \(it has lab_test, lab_train\)"):
+        FaceNormalDataset(tmp_path / "lab", "scans")
     item = data[0]
     assert item["gray"].shape == (1, 64, 64) and item["normal"].shape == (3, 64, 64) and item["mask"].sum() > 500
     assert prepare_photoface(tmp_path / "raw", tmp_path / "lab", size=64, detect=False, progress=False) == manifest

@@ -40,6 +40,8 @@ class FaceNormalDataset(Dataset):
         self.root = Path(root)
         self.manifest = json.loads(manifest_path(root).read_text())
         self.role = split_role(split)
+        if split not in self.manifest["splits"]:   # e.g. prepare_photoface's data: lab splits only
+            raise ValueError(f"{root} holds no {split!r} split (it has {', '.join(self.manifest['splits'])})")
         shards = self.manifest["splits"][split]["shards"]
         if verify:
             for shard in shards:

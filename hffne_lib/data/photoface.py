@@ -9,8 +9,8 @@ root (Photoface: root/<subject>/<session>/).
 ``prepare_photoface`` writes the same shard format as the synthetic benchmark (splits
 lab_train and lab_test, so FaceNormalDataset reads it): faces cropped as Cross-modal does
 (Haar box x 1.2, 256 x 256), ground truth by least-squares photometric stereo, a mask from an
-ellipse in the face box and the stereo albedo; a seeded random ``test_fraction`` of the captures
-is the test split, listed in lab_test.txt (and the rest in lab_train.txt). Real captures have
+ellipse in the face box and the stereo albedo; seeded random whole subjects holding at least
+``test_fraction`` of the captures are the test split, listed in lab_test.txt (and the rest in lab_train.txt). Real captures have
 no separate exact normals: normal_exact repeats the stereo normals and detail_mask is empty.
 """
 from __future__ import annotations
@@ -112,13 +112,13 @@ def prepare_photoface(root: str | os.PathLike, target: str | os.PathLike, layout
         raise ValueError(f"{root}: no capture folders with {layout.images.format(k=0)} and {layout.lights}")
     relative = [str(c.relative_to(root)) for c in captures]
     settings = {"source": "photoface", "root": str(root.resolve()), "captures": relative, "layout": asdict(layout),
-                "size": size, "test_fraction": test_fraction, "seed": seed, "detect": detect}
+                "size": size, "test_fraction": test_fraction, "seed": seed, "detect": detect,
+                "test_split": "by subject"}
     finished = begin_build(target, settings)
     if finished is not None:
         return finished
     subjects = sorted({_subject(r) for r in relative})
-    order = np.random.default_rng(seed).permutation(len(captures))
-    test = set(order[:round(test_fraction * len(captures))].tolist())
+    test = test_captures([_subject(r) for r in relative], test_fraction, seed)
     shards = []
     with tqdm(total=len(captures), desc="photoface", unit="capture", disable=not progress) as bar:
         for split in ("lab_train", "lab_test"):
@@ -150,6 +150,18 @@ def _prepare_shard(file: Path, captures: list[tuple[Path, str]], subjects: list[
         write_shard(file, _pack_captures(samples))
     if problems:
         pd.DataFrame(problems).to_csv(report, mode="a", header=not report.exists(), index=False)
+
+
+def test_captures(subject_of: list[str], fraction: float, seed: int) -> set[int]:
+    """Indices of the test captures: whole subjects, drawn in a seeded random order until they hold
+    at least ``fraction`` of the captures, so no face is both trained on and tested on."""
+    subjects = sorted(set(subject_of))
+    wanted, test = round(fraction * len(subject_of)), set()
+    for k in np.random.default_rng(seed).permutation(len(subjects)):
+        if len(test) >= wanted:
+            break
+        test |= {i for i, subject in enumerate(subject_of) if subject == subjects[k]}
+    return test
 
 
 def _subject(capture: str) -> str:
