@@ -190,3 +190,33 @@ def test_a_benchmark_of_another_generator_version_is_refused(built, tmp_path):
     (old / "manifest.json").write_text(json.dumps(stale))
     with pytest.raises(ValueError, match=r"other settings \(generator_version: 1 -> 2\)"):
         build_benchmark(old, TINY, progress=False)
+
+
+def test_a_shard_a_crash_left_unreadable_is_rendered_again_on_resume(built, tmp_path):
+    root, manifest = built
+    copy = _copy(root, tmp_path / "copy")
+    (copy / "manifest.json").unlink()
+    (copy / "build.json").write_text(json.dumps(manifest["settings"]))
+    victim = manifest["splits"]["lab_test"]["shards"][0]["file"]
+    (copy / victim).write_bytes(b"")                          # renamed into place but never written out
+    assert build_benchmark(copy, TINY, progress=False) == manifest
+
+
+def test_a_second_build_of_a_folder_waits_for_the_first(tmp_path, capsys):
+    import threading
+    import time
+
+    from hffne_lib.data.benchmark import build_lock
+
+    entered = threading.Event()
+
+    def second() -> None:
+        with build_lock(tmp_path / "bench"):
+            entered.set()
+    with build_lock(tmp_path / "bench"):
+        waiting = threading.Thread(target=second)
+        waiting.start()
+        time.sleep(0.3)
+        assert not entered.is_set()                           # held off while the first builds
+    waiting.join(timeout=5)
+    assert entered.is_set() and "another process is building it; waiting" in capsys.readouterr().err

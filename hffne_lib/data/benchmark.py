@@ -9,12 +9,16 @@ build.json holds its settings; a killed build resumes from its finished shards.
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import multiprocessing
 import os
+import sys
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pandas as pd
@@ -23,7 +27,7 @@ from tqdm.auto import tqdm
 
 from .. import __version__
 from .sfm import SurreyFaceModel, resolve_sfm_path
-from .shards import TMP_SUFFIX, open_shard, sha256_file, write_json, write_shard
+from .shards import TMP_SUFFIX, open_shard, readable_shard, sha256_file, write_json, write_shard
 from .synthetic import make_identity, render_sample
 
 #: Bump when the generator's output for the same settings changes.
@@ -131,12 +135,22 @@ def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci
     settings = {**asdict(config), "geometry": geometry, "sfm_sha256": sfm.sha256 if sfm else None,
                 "generator_version": GENERATOR_VERSION}
     root = Path(root)
+    with build_lock(root):
+        return _build(root, config, settings, sfm, path, progress, workers)
+
+
+def _build(root: Path, config: BenchmarkConfig, settings: dict, sfm: SurreyFaceModel | None, path: Path | None,
+           progress: bool, workers: int | None) -> dict:
+    """``build_benchmark``'s work, under its lock."""
     finished = begin_build(root, settings)
     if finished is not None:
         return finished
     jobs = [(root / f"{split}-{k:05d}.npz", split, chunk)
             for split, items in plan_splits(config).items()
             for k, chunk in enumerate(items[i:i + config.shard_size] for i in range(0, len(items), config.shard_size))]
+    for file, _, _ in jobs:        # a shard a crash left unreadable is rendered again
+        if file.exists() and not readable_shard(file):
+            file.unlink()
     todo = [(str(file), split, chunk, settings, str(path) if sfm else None) for file, split, chunk in jobs if not file.exists()]
     workers = min(available_cores() if workers is None else workers, len(todo))
     with tqdm(total=sum(len(c) for _, _, c in jobs), initial=sum(len(c) for f, _, c in jobs if f.exists()),
@@ -155,6 +169,23 @@ def build_benchmark(root: str | os.PathLike, config: BenchmarkConfig | str = "ci
 def available_cores() -> int:
     """CPU cores this process may run on (its affinity mask where the system has one)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+@contextmanager
+def build_lock(root: Path) -> Iterator[None]:
+    """Hold an exclusive lock on the data set folder (made if missing) while it is written: a
+    second build of it (another training process, a notebook) waits, then finds it finished."""
+    root.mkdir(parents=True, exist_ok=True)
+    folder = os.open(root, os.O_RDONLY)
+    try:
+        try:
+            fcntl.flock(folder, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print(f"{root}: another process is building it; waiting for it to finish", file=sys.stderr, flush=True)
+            fcntl.flock(folder, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(folder)        # releases the lock
 
 
 def begin_build(root: Path, settings: dict) -> dict | None:

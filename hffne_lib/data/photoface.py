@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..conventions import rgb_to_gray
-from .benchmark import begin_build, finish_build
+from .benchmark import begin_build, build_lock, finish_build
 from .faces import crop_face, detect_faces
 from .images import load_image
 from .photometric import photometric_stereo
@@ -114,24 +114,25 @@ def prepare_photoface(root: str | os.PathLike, target: str | os.PathLike, layout
     settings = {"source": "photoface", "root": str(root.resolve()), "captures": relative, "layout": asdict(layout),
                 "size": size, "test_fraction": test_fraction, "seed": seed, "detect": detect,
                 "test_split": "by subject"}
-    finished = begin_build(target, settings)
-    if finished is not None:
-        return finished
-    subjects = sorted({_subject(r) for r in relative})
-    test = test_captures([_subject(r) for r in relative], test_fraction, seed)
-    shards = []
-    with tqdm(total=len(captures), desc="photoface", unit="capture", disable=not progress) as bar:
-        for split in ("lab_train", "lab_test"):
-            chosen = [i for i in range(len(captures)) if (i in test) == (split == "lab_test")]
-            (target / f"{split}.txt").write_text("".join(relative[i] + "\n" for i in chosen))
-            for k in range(0, len(chosen), shard_size):
-                file = target / f"{split}-{k // shard_size:05d}.npz"
-                if not file.exists():
-                    _prepare_shard(file, [(captures[i], relative[i]) for i in chosen[k:k + shard_size]],
-                                   subjects, layout, size, detect, target / "report.csv")
-                shards.append((file, split))
-                bar.update(len(chosen[k:k + shard_size]))
-    return finish_build(target, settings, [(f, s) for f, s in shards if f.exists()])
+    with build_lock(target):   # a second build of the same folder waits, then finds it finished
+        finished = begin_build(target, settings)
+        if finished is not None:
+            return finished
+        subjects = sorted({_subject(r) for r in relative})
+        test = test_captures([_subject(r) for r in relative], test_fraction, seed)
+        shards = []
+        with tqdm(total=len(captures), desc="photoface", unit="capture", disable=not progress) as bar:
+            for split in ("lab_train", "lab_test"):
+                chosen = [i for i in range(len(captures)) if (i in test) == (split == "lab_test")]
+                (target / f"{split}.txt").write_text("".join(relative[i] + "\n" for i in chosen))
+                for k in range(0, len(chosen), shard_size):
+                    file = target / f"{split}-{k // shard_size:05d}.npz"
+                    if not file.exists():
+                        _prepare_shard(file, [(captures[i], relative[i]) for i in chosen[k:k + shard_size]],
+                                       subjects, layout, size, detect, target / "report.csv")
+                    shards.append((file, split))
+                    bar.update(len(chosen[k:k + shard_size]))
+        return finish_build(target, settings, [(f, s) for f, s in shards if f.exists()])
 
 
 def _prepare_shard(file: Path, captures: list[tuple[Path, str]], subjects: list[str], layout: PhotofaceLayout,

@@ -31,6 +31,8 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> str:
             info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
             with archive.open(info, "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+    with open(tmp, "rb") as written:   # on disk before the rename: a crash leaves no empty shard behind
+        os.fsync(written.fileno())
     os.replace(tmp, path)
     return sha256_file(path)
 
@@ -52,6 +54,15 @@ def open_shard(path: str | os.PathLike) -> dict[str, np.memmap]:
             arrays[info.filename[:-4]] = np.memmap(path, dtype=dtype, mode="r", offset=raw.tell(),
                                                    shape=shape, order="F" if fortran else "C")
     return arrays
+
+
+def readable_shard(path: str | os.PathLike) -> bool:
+    """Whether ``open_shard`` can read the file (a resumed build re-renders one it cannot)."""
+    try:
+        open_shard(path)
+    except (zipfile.BadZipFile, ValueError, OSError):
+        return False
+    return True
 
 
 def sha256_file(path: str | os.PathLike) -> str:
