@@ -249,6 +249,13 @@ REFINEMENT_ONLY = frozenset({
     "shading_sigma", "shading_robust_scale", "shading_presmooth", "reconstruction_sigma", "integrability_weight",
     "integrability_warmup", "refine_ema_halflife", "fit_target_steps", "vgg_path"})
 
+#: The settings that make a coarse stage what it is (data, resolution, its network and training):
+#: a refiner's config must agree with its coarse stage's on them, or the refiner's recorded settings,
+#: and every table made from it, would describe another exemplar than it learnt from.
+COARSE_DEFINING = frozenset({
+    "data_preset", "resolution", "coarse", "coarse_batch", "coarse_lr", "coarse_betas", "supervised_loss",
+    "supervised_weight", "gan_weight", "coarse_milestones", "coarse_relight", "coarse_relight_yaw", "coarse_warp"})
+
 PRESETS: dict[str, ExperimentConfig] = {
     "ci": ExperimentConfig(
         name="ci", data_preset="ci", resolution=64,

@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 from .augment import relight_lab_batch, warp_lab_batch
 from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, make_payload, milestone_path,
                          save_checkpoint, set_rng_state)
-from .config import REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
+from .config import COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .fitting import FitSettings, fit_normals
 from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_normal_loss
@@ -421,6 +421,23 @@ def check_same_inputs(saved: dict[str, Any], path: Path, manifest: str, exemplar
                               f"stage name or resume=False")
 
 
+def check_exemplar(saved: dict[str, Any], cfg: ExperimentConfig, path: Path) -> None:
+    """One-line CheckpointError when the coarse checkpoint a refiner would learn from is not the one
+    ``cfg`` describes: other coarse settings (config.COARSE_DEFINING; e.g. notebook 01 run with
+    coarse_relight, notebook 02 without), or, the final exemplar asked for, a coarse stage not at
+    coarse_iters (cut short, or trained longer)."""
+    then = ExperimentConfig.from_saved(saved["config"]).to_dict()
+    now = cfg.to_dict()
+    for key in sorted(COARSE_DEFINING):
+        if then[key] != now[key]:
+            raise CheckpointError(f"{path}: the coarse stage was trained with {key}={then[key]!r}, this refinement's "
+                                  f"config says {now[key]!r}; give it the coarse stage's settings, or another run_dir")
+    if cfg.exemplar_iteration is None and saved["iteration"] != cfg.coarse_iters:
+        raise CheckpointError(f"{path}: the coarse stage is at iteration {saved['iteration']}, not coarse_iters="
+                              f"{cfg.coarse_iters}; finish it first (train coarse), or set coarse_iters="
+                              f"{saved['iteration']}")
+
+
 # ----------------------------------------------------------------------------- stage 1
 def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: bool = True,
                  dataset: Dataset | None = None, progress: bool = True, stop_after: int | None = None,
@@ -589,6 +606,8 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     stage_dir = Path(run_dir) / stage_name
     coarse_path = Path(coarse_checkpoint) if coarse_checkpoint else exemplar_checkpoint(cfg, run_dir)
     coarse_net, coarse_payload = load_coarse(coarse_path, cfg.resolution, rt.device)
+    if not coarse_checkpoint:      # the run's own coarse stage: the one its config describes
+        check_exemplar(coarse_payload, cfg, coarse_path)
     if cfg.channels_last and rt.device.type == "cuda":
         coarse_net = to_channels_last(coarse_net)
 

@@ -166,3 +166,18 @@ def test_a_reproduction_rewriting_tracked_results_does_not_make_the_code_dirty(t
     assert git_revision(tmp_path) == clean and not clean.endswith("-dirty")
     (tmp_path / "hffne_lib/a.py").write_text("2\n")
     assert git_revision(tmp_path) == f"{clean}-dirty"
+
+
+def test_a_refiner_learns_only_from_the_coarse_stage_its_config_describes(tmp_path):
+    """Notebook 01 with coarse_warp then notebook 02 without it trained Ours-paired on warped exemplars
+    under a config that said none; a coarse stage cut short gave its refiner other exemplars than the
+    final ones the tables name."""
+    train_coarse(tiny(coarse_iters=2, coarse_warp=0.5), tmp_path, dataset=RandomFaces(), progress=False)
+    with pytest.raises(CheckpointError, match=r"coarse/latest.pt: the coarse stage was trained with coarse_warp=0.5, "
+                                              r"this refinement's config says 0.0"):
+        train_refiner(tiny(coarse_iters=2), tmp_path, dataset=RandomFaces(), progress=False)
+    with pytest.raises(CheckpointError, match=r"the coarse stage is at iteration 2, not coarse_iters=5; finish it first"):
+        train_refiner(tiny(coarse_iters=5, coarse_warp=0.5), tmp_path, dataset=RandomFaces(), progress=False)
+    refiner = train_refiner(tiny(coarse_iters=2, refine_iters=1, coarse_warp=0.5, seed=4), tmp_path,
+                            dataset=RandomFaces(), progress=False)              # another seed is the refiner's own
+    assert load_checkpoint(refiner, "refiner")["exemplar"]["iteration"] == 2
