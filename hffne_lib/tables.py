@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .checkpoint import CODE_REVISION, checkpoint_revision
+from .checkpoint import CODE_REVISION, checkpoint_entry, checkpoint_revision
 from .config import ExperimentConfig, device_name
 from .evaluate import DETAIL_FREE, FITTED, REGIONS, Evaluation, evaluate
 from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
@@ -137,11 +137,22 @@ def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float
                fitting: FitSettings | None = None) -> dict[str, str]:
     """What made a table: code revision (of the measuring code, and of the training code behind each
     checkpoint), preset, device, data, VGG weights, the fitting settings of FITTED_ROW, wall time."""
-    estimator = load_experiment(cfg, run_dir, "Ours-paired")
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
-            "preset": cfg.name, "device": f"{cfg.device} ({device_name(cfg.device)})",
-            "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": estimator.provenance["vgg_weights"],
+            "preset": cfg.name, "measured on": f"{cfg.device} ({device_name(cfg.device)})",
+            "data manifest hash": data_manifest_hash(cfg), "VGG19 weights": vgg_sources(cfg, run_dir),
             **({"fitted": fitting.describe()} if fitting else {}), "wall time": f"{seconds:.0f} s"}
+
+
+def vgg_sources(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:
+    """The VGG19 weights each refiner the tables read was trained with, grouped:
+    ``"<source>"`` when they share one, else ``"<source>: A1, ...; <source>: ..."``."""
+    by_source: dict[str, list[str]] = {}
+    for name in experiments(cfg):
+        _, refiner = experiment_checkpoints(cfg, run_dir, name)
+        by_source.setdefault(checkpoint_entry(refiner, "vgg_weight_source", "unknown"), []).append(name)
+    if len(by_source) == 1:
+        return next(iter(by_source))
+    return "; ".join(f"{source}: {', '.join(names)}" for source, names in by_source.items())
 
 
 def training_revisions(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:
