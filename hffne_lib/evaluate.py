@@ -84,7 +84,7 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
     Items need "gray" (1 x H x W), ``target`` (3 x H x W), "mask" and "detail_mask" (1 x H x W).
     Batched and gradient-free; the errors are computed on the estimator's device (the fine band's
     float64 blurs cost more than the networks on a CPU), then kept on the CPU. Images whose
-    region is empty are left out of that region's rows.
+    region is empty are left out of that region's rows; a region empty in every image has none.
     """
     refined = ["refined"] if estimator.refiner is not None else []
     stages = ("coarse", *refined, *([FITTED] if estimator.fitting else []), DETAIL_FREE)
@@ -107,6 +107,8 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
 
     rows, tables = [], []
     for (stage, region), per_image in errors.items():
+        if not any(e.numel() for e in per_image):   # e.g. "detail" on real lab data, which has no detail mask
+            continue
         row = summarize_errors(per_image, DEFAULT_THRESHOLDS)
         rows.append(pd.concat([pd.Series({"split": name, "stage": stage, "region": region}), row]))
         table = per_image_table(per_image, DEFAULT_THRESHOLDS)

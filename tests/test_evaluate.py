@@ -45,6 +45,16 @@ def test_evaluate_reports_known_angles_per_stage_and_region():
     assert len(result.per_image) == 5 * 3 * len(REGIONS) and set(result.per_image["image"]) == {str(i) for i in range(5)}
 
 
+def test_a_region_empty_in_every_image_has_no_rows():
+    """Real lab data (prepare_photoface) has an empty detail mask: the evaluation used to end in
+    "no pixels to measure" after all the inference."""
+    data = RandomFaces(n=3, res=32)
+    data.detail.zero_()
+    summary = evaluate(NormalEstimator(TiltedTruth(10.0), TiltedTruth(30.0)), data, progress=False).summary
+    assert set(summary["region"]) == {"face"}
+    assert summary.set_index(["stage", "region"]).loc[("coarse", "face"), "mean"] == pytest.approx(10.0, abs=1e-3)
+
+
 def test_detail_region_is_measured_separately():
     data = RandomFaces(n=3, res=32)
     data.normal[:, :, data.detail.bool()[0, 0]] = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1)  # detail truth: 90 deg off
