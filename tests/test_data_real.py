@@ -141,6 +141,18 @@ def test_prepare_face_folder_reports_and_never_aborts(tmp_path, face_photo):
     crop = load_image(tmp_path / "crops" / "face.png")
     assert crop.shape == (64, 64, 3)
     assert (tmp_path / "crops" / "report.csv").is_file() and not (tmp_path / "crops" / "sub").exists()
+    save_image(src / "face.jpg", face_photo)                  # beside face.png: each keeps its own crop
+    report = prepare_face_folder(src, tmp_path / "crops2", size=64, progress=False).set_index("file")
+    assert (report.loc["face.png", "crop"], report.loc["face.jpg", "crop"]) == ("face_png.png", "face_jpg.png")
+    assert not list((tmp_path / "crops2").glob("*.tmp"))
+
+
+def test_output_stems_keep_inputs_apart():
+    from hffne_lib.data.images import output_stems
+
+    given = [Path("a.jpg"), Path("a.PNG"), Path("b.png"), Path("sub/a.jpg")]
+    assert output_stems(given) == {Path("a.jpg"): Path("a_jpg"), Path("a.PNG"): Path("a_png"), Path("b.png"): Path("b"),
+                                   Path("sub/a.jpg"): Path("sub/a")}
 
 
 @pytest.mark.parametrize("prepare", [prepare_face_folder, prepare_scan_folder])

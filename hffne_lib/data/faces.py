@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from .images import list_files, load_image, save_image, to_uint8
+from .images import list_files, load_image, output_stems, save_image, to_uint8, write_report
 
 CASCADE = "haarcascade_frontalface_default.xml"
 #: Enlargement of the detector's box about its centre, to the square crop (Cross-modal's protocol).
@@ -142,11 +142,13 @@ def uncrop(array: np.ndarray, transform: CropTransform, original_shape: tuple[in
 def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256, scale: float = CROP_SCALE,
                         progress: bool = True) -> pd.DataFrame:
     """Crop the largest face of every image under ``source`` (recursively) to
-    target/<relative path>.png and return the report also written to target/report.csv:
+    target/<relative path>.png (a.jpg and a.png beside it: a_jpg.png, a_png.png) and return the
+    report also written, atomically, to target/report.csv:
     file, status (ok / unreadable / no_face), message, faces found, box x y w h and transform
     scale tx ty (for mapping predictions back). Bad files are reported, never fatal."""
     source, target = Path(source), Path(target)
     files = list_files(source)
+    stems = output_stems([file.relative_to(source) for file in files])
     rows = []
     for file in tqdm(files, desc="faces", unit="image", disable=not progress):
         relative = file.relative_to(source)
@@ -162,13 +164,12 @@ def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, si
             rows.append({**row, "status": "no_face", "message": "no face found"})
             continue
         crop, transform = crop_face(image, boxes[0], size, scale)
-        out = (target / relative).with_suffix(".png")
+        out = target / stems[relative].with_name(stems[relative].name + ".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(out, crop)
         rows.append({**row, "crop": str(out.relative_to(target)), "height": image.shape[0], "width": image.shape[1],
                      **asdict(boxes[0]), **{k: v for k, v in asdict(transform).items() if k != "size"}})
     report = pd.DataFrame(rows, columns=["file", "status", "message", "faces", "crop", "height", "width",
                                          "x", "y", "w", "h", "scale", "tx", "ty"])
-    target.mkdir(parents=True, exist_ok=True)
-    report.to_csv(target / "report.csv", index=False)
+    write_report(report, target / "report.csv")
     return report

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 
 #: File suffixes treated as images when scanning folders.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
@@ -98,6 +99,24 @@ def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFF
     if not Path(folder).is_dir():
         raise FileNotFoundError(f"{folder}: no such folder")
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
+
+
+def output_stems(relatives: list[Path]) -> dict[Path, Path]:
+    """Each relative input path -> the stem of its outputs (the path without its suffix), with the
+    suffix kept in the stem where two inputs would share one (a.jpg and a.png -> a_jpg, a_png)."""
+    counts: dict[Path, int] = {}
+    for relative in relatives:
+        counts[relative.with_suffix("")] = counts.get(relative.with_suffix(""), 0) + 1
+    return {relative: relative.with_suffix("") if counts[relative.with_suffix("")] == 1
+            else relative.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}") for relative in relatives}
+
+
+def write_report(report: pd.DataFrame, path: Path) -> None:
+    """A folder preparation's report.csv, written atomically (a temporary file, then a rename)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    report.to_csv(tmp, index=False)
+    os.replace(tmp, path)
 
 
 def _format(data: bytes) -> str | None:

@@ -15,7 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..conventions import to_uint8_image
-from .images import list_files, save_image
+from .images import list_files, output_stems, save_image, write_report
 from .mesh import Mesh, face_normals, read_mesh
 from .raster import project, rasterize, render_gbuffer, single_threaded
 
@@ -41,10 +41,12 @@ def render_mesh_normals(mesh: Mesh, size: int = 256, rotation: torch.Tensor | No
 def prepare_scan_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256,
                         rotation: torch.Tensor | None = None, progress: bool = True) -> pd.DataFrame:
     """Render every OBJ/PLY under ``source`` to target/<relative path>_normal.png (RGB
-    encoding of hffne_lib.conventions) and _mask.png; returns the report also written to
-    target/report.csv (file, status ok / unreadable, message). Bad files never stop the run."""
+    encoding of hffne_lib.conventions) and _mask.png (a.obj and a.ply beside it: a_obj_normal.png,
+    a_ply_normal.png); returns the report also written, atomically, to target/report.csv (file,
+    status ok / unreadable, message). Bad files never stop the run."""
     source, target = Path(source), Path(target)
     files = list_files(source, MESH_SUFFIXES)
+    stems = output_stems([file.relative_to(source) for file in files])
     rows = []
     for file in tqdm(files, desc="scans", unit="scan", disable=not progress):
         relative = file.relative_to(source)
@@ -53,12 +55,11 @@ def prepare_scan_folder(source: str | os.PathLike, target: str | os.PathLike, si
         except ValueError as error:
             rows.append({"file": str(relative), "status": "unreadable", "message": str(error)})
             continue
-        stem = target / relative.with_suffix("")
+        stem = target / stems[relative]
         stem.parent.mkdir(parents=True, exist_ok=True)
         save_image(f"{stem}_normal.png", to_uint8_image(rendered["normal"]))
         save_image(f"{stem}_mask.png", rendered["mask"][0].numpy().astype(np.uint8) * 255)
         rows.append({"file": str(relative), "status": "ok", "message": ""})
     report = pd.DataFrame(rows, columns=["file", "status", "message"])
-    target.mkdir(parents=True, exist_ok=True)
-    report.to_csv(target / "report.csv", index=False)
+    write_report(report, target / "report.csv")
     return report
