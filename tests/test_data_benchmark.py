@@ -67,12 +67,17 @@ def test_other_settings_are_refused_without_touching_files(built):
     assert _snapshot(root) == before
 
 
-def test_killed_build_resumes_to_the_same_bytes(built, tmp_path):
-    root, manifest = built
-    copy = _copy(root, tmp_path / "copy")
-    # a run killed mid-way: no manifest yet, settings recorded, one shard half-written, one missing
+def _interrupted_copy(root: Path, manifest: dict, target: Path) -> Path:
+    """A copy of a built benchmark as a killed build leaves it: no manifest yet, settings recorded."""
+    copy = _copy(root, target)
     (copy / "manifest.json").unlink()
     (copy / "build.json").write_text(json.dumps(manifest["settings"]))
+    return copy
+
+
+def test_killed_build_resumes_to_the_same_bytes(built, tmp_path):
+    root, manifest = built
+    copy = _interrupted_copy(root, manifest, tmp_path / "copy")   # and one shard half-written, one missing
     victim = manifest["splits"]["wild_train"]["shards"][1]["file"]
     (copy / victim).rename(copy / (victim + TMP_SUFFIX))
     (copy / (victim + TMP_SUFFIX)).write_bytes(b"PK\x03\x04 half a shard")
@@ -194,9 +199,7 @@ def test_a_benchmark_of_another_generator_version_is_refused(built, tmp_path):
 
 def test_a_shard_a_crash_left_unreadable_is_rendered_again_on_resume(built, tmp_path):
     root, manifest = built
-    copy = _copy(root, tmp_path / "copy")
-    (copy / "manifest.json").unlink()
-    (copy / "build.json").write_text(json.dumps(manifest["settings"]))
+    copy = _interrupted_copy(root, manifest, tmp_path / "copy")
     victim = manifest["splits"]["lab_test"]["shards"][0]["file"]
     (copy / victim).write_bytes(b"")                          # renamed into place but never written out
     assert build_benchmark(copy, TINY, progress=False) == manifest
