@@ -38,6 +38,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from .coarse import CoarseConfig, UNetGenerator
 from .config import checked_device, device_name
+from .files import write_text_atomically
 from .losses import PerceptualLoss, reconstruction_loss
 from .metrics import angular_error
 from .refiner import Refiner, RefinerConfig
@@ -431,9 +432,7 @@ def main(argv: list[str] | None = None) -> int:
     path = args.out / f"{device_label(device)}.json"
 
     def write(partial: dict) -> None:
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(partial, indent=2) + "\n")
-        tmp.replace(path)
+        write_text_atomically(path, json.dumps(partial, indent=2) + "\n")
         print(f"[bench] {next(reversed(partial))} done", flush=True)
     result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
                  data_root=args.data_root, workers=args.workers, on_section=write)

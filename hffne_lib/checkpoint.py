@@ -30,6 +30,7 @@ import torch
 
 from .coarse import CoarseConfig, UNetGenerator
 from .config import ExperimentConfig
+from .files import replaced_atomically
 from .official import CheckpointError
 from .refiner import Refiner, RefinerConfig
 
@@ -89,9 +90,8 @@ def save_checkpoint(path: str | os.PathLike, payload: dict[str, Any]) -> Path:
     """Write ``payload`` atomically: to ``<path>.tmp``, then ``os.replace`` onto ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save(payload, tmp)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

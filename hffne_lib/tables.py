@@ -20,6 +20,7 @@ from .checkpoint import CODE_REVISION, checkpoint_entry, checkpoint_revision
 from .config import ExperimentConfig, device_name
 from .evaluate import DETAIL_FREE, FITTED, REGIONS, Evaluation, evaluate
 from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
+from .files import write_text_atomically
 from .fitting import FitSettings
 from .paper import COLUMNS, reported_table
 from .train import data_manifest_hash, open_split
@@ -199,8 +200,6 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | os.PathLike, met
         }
         for suffix, text in outputs.items():
             path = folder / f"{name}{suffix}"
-            tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, path)
+            write_text_atomically(path, text)
             written.append(path)
     return written

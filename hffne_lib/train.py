@@ -45,6 +45,7 @@ from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, m
                          save_checkpoint, set_rng_state)
 from .config import COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
+from .files import replaced_atomically
 from .fitting import FitSettings, fit_normals
 from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_normal_loss
 from .official import CheckpointError
@@ -269,12 +270,10 @@ class LossLog:
                 kept = [row for row in reader if int(row["iteration"]) <= start]
                 self.columns += [column for column in reader.fieldnames or [] if column not in self.columns]
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        with tmp.open("w", newline="") as f:
+        with replaced_atomically(path) as tmp, tmp.open("w", newline="") as f:
             writer = csv.DictWriter(f, self.columns)
             writer.writeheader()
             writer.writerows(kept)
-        os.replace(tmp, path)
         try:
             from torch.utils.tensorboard import SummaryWriter
             self.writer = SummaryWriter(str(path.parent / "tensorboard"))
@@ -682,7 +681,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
             raise TimeBudgetReached(stage_dir, iteration, cfg.refine_iters)
         if stop_after is not None and iteration >= stop_after:
             break
-    rt.synchronize()   # the other ranks go on (e.g. to the refinement) once rank 0's last save is done
+    rt.synchronize()   # the other ranks go on once rank 0's last save is done
     return stage_dir / LATEST
 
 

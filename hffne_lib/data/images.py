@@ -8,6 +8,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from ..files import replaced_atomically
+
 #: File suffixes treated as images when scanning folders.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp")
 
@@ -114,9 +116,8 @@ def output_stems(relatives: list[Path]) -> dict[Path, Path]:
 def write_report(report: pd.DataFrame, path: Path) -> None:
     """A folder preparation's report.csv, written atomically (a temporary file, then a rename)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    report.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    with replaced_atomically(path) as tmp:
+        report.to_csv(tmp, index=False)
 
 
 def _format(data: bytes) -> str | None:

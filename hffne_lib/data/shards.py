@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..files import replaced_atomically, write_text_atomically
+
 #: Marks a file being written; a leftover one is an interrupted write, removed on resume.
 TMP_SUFFIX = ".partial"
 
@@ -25,15 +27,14 @@ def write_shard(path: str | os.PathLike, arrays: dict[str, np.ndarray]) -> str:
     """Write arrays as an uncompressed npz via a temporary file and os.replace; returns the
     sha256 of the file. Same arrays -> same bytes (fixed member dates, sorted names)."""
     path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
-        for name in sorted(arrays):
-            info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
-            with archive.open(info, "w", force_zip64=True) as member:
-                np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-    with open(tmp, "rb") as written:   # on disk before the rename: a crash leaves no empty shard behind
-        os.fsync(written.fileno())
-    os.replace(tmp, path)
+    with replaced_atomically(path, TMP_SUFFIX) as tmp:
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as archive:
+            for name in sorted(arrays):
+                info = zipfile.ZipInfo(name + ".npy", date_time=_FIXED_DATE)
+                with archive.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+        with open(tmp, "rb") as written:   # on disk before the rename: a crash leaves no empty shard behind
+            os.fsync(written.fileno())
     return sha256_file(path)
 
 
@@ -76,7 +77,4 @@ def sha256_file(path: str | os.PathLike) -> str:
 
 def write_json(path: str | os.PathLike, value: dict) -> None:
     """Write JSON (sorted keys, indented) atomically."""
-    path = Path(path)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    tmp.write_text(json.dumps(value, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    write_text_atomically(path, json.dumps(value, indent=2, sort_keys=True) + "\n", TMP_SUFFIX)
