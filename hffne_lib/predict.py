@@ -157,13 +157,12 @@ def face_mask(size: int, scale: float) -> np.ndarray:
 
 def face_crops(image: np.ndarray, size: int, all_faces: bool = False, crop_scale: float = CROP_SCALE,
                aligned: bool = False) -> list[tuple[FaceBox, np.ndarray, CropTransform]]:
-    """The largest face (every face with ``all_faces``, largest first) of an image array, found and
-    cropped to ``size`` px by the data-prep protocol: (box, S x S x 3 float crop, transform) each.
-    ``aligned``: the image is a face crop already (FFHQ, CelebA-HQ); no detection, the whole image
-    is the crop. Raises NoFaceError when no face is found or the image is too small for one,
-    DetectorUnavailableError when OpenCV has no face detector, ValueError for an array that is not
-    an image (``as_rgb`` takes RGB uint8 or float in [0, 1], grey and RGBA too)."""
-    image = as_rgb(image)
+    """The largest face (every face with ``all_faces``, largest first) of an H x W x 3 float RGB
+    image in [0, 1] (``as_rgb``'s or ``load_image``'s output), found and cropped to ``size`` px by
+    the data-prep protocol: (box, S x S x 3 float crop, transform) each. ``aligned``: the image is a
+    face crop already (FFHQ, CelebA-HQ); no detection, the whole image is the crop. Raises
+    NoFaceError when no face is found or the image is too small for one, DetectorUnavailableError
+    when OpenCV has no face detector."""
     height, width = image.shape[:2]
     if min(height, width) < MIN_FACE_SIDE:
         raise NoFaceError(f"image too small for a face ({width}x{height} px, need {MIN_FACE_SIDE} px a side)")
@@ -181,7 +180,8 @@ def predict_image(estimator: NormalEstimator, image: np.ndarray, all_faces: bool
                   crop_scale: float = CROP_SCALE, aligned: bool = False) -> Prediction:
     """Normals of the largest face (every face with ``all_faces``) of an image array (H x W x 3 RGB,
     uint8 or float in [0, 1]; grey and RGBA too): refined, or (beyond the paper) fitted when
-    ``estimator.fitting`` is set. Faces and errors as ``face_crops``."""
+    ``estimator.fitting`` is set. Faces and errors as ``face_crops``; ValueError for an array that
+    is not an image."""
     image = as_rgb(image)
     size = model_resolution(estimator)
     boxes, crops, transforms = zip(*face_crops(image, size, all_faces, crop_scale, aligned))

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Iterable
 
 import pandas as pd
 from tqdm.auto import tqdm
@@ -147,28 +148,35 @@ def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float
 def vgg_sources(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:
     """The VGG19 weights each refiner the tables read was trained with, grouped:
     ``"<source>"`` when they share one, else ``"<source>: A1, ...; <source>: ..."``."""
-    by_source: dict[str, list[str]] = {}
-    for name in experiments(cfg):
-        _, refiner = experiment_checkpoints(cfg, run_dir, name)
-        by_source.setdefault(checkpoint_entry(refiner, "vgg_weight_source", "unknown"), []).append(name)
-    if len(by_source) == 1:
-        return next(iter(by_source))
-    return "; ".join(f"{source}: {', '.join(names)}" for source, names in by_source.items())
+    refiners = {name: experiment_checkpoints(cfg, run_dir, name)[1] for name in experiments(cfg)}
+    by_source = _grouped((checkpoint_entry(path, "vgg_weight_source", "unknown"), name)
+                         for name, path in refiners.items())
+    return next(iter(by_source)) if len(by_source) == 1 else _joined(by_source)
 
 
 def training_revisions(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:
     """Which revision wrote each checkpoint the tables read, grouped:
     ``"<revision>: coarse/latest.pt, Ours-paired, ...; <revision>: ..."`` (a resumed run records
     the revision of its last session)."""
-    by_revision: dict[str, list[str]] = {}
-    seen: set[Path] = set()
+    checkpoints: dict[Path, str] = {}    # path -> label, each checkpoint once
     for name in experiments(cfg):
         coarse, refiner = experiment_checkpoints(cfg, run_dir, name)
-        for label, path in ((f"coarse/{coarse.name}", coarse), (name, refiner)):
-            if path not in seen:
-                seen.add(path)
-                by_revision.setdefault(checkpoint_revision(path), []).append(label)
-    return "; ".join(f"{revision}: {', '.join(labels)}" for revision, labels in by_revision.items())
+        checkpoints.setdefault(coarse, f"coarse/{coarse.name}")
+        checkpoints.setdefault(refiner, name)
+    return _joined(_grouped((checkpoint_revision(path), label) for path, label in checkpoints.items()))
+
+
+def _grouped(pairs: Iterable[tuple[str, str]]) -> dict[str, list[str]]:
+    """(value, label) pairs -> value: its labels, in first-seen order."""
+    groups: dict[str, list[str]] = {}
+    for value, label in pairs:
+        groups.setdefault(value, []).append(label)
+    return groups
+
+
+def _joined(groups: dict[str, list[str]]) -> str:
+    """``_grouped``'s result as ``"<value>: label, label; <value>: ..."``."""
+    return "; ".join(f"{value}: {', '.join(labels)}" for value, labels in groups.items())
 
 
 def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
