@@ -111,13 +111,14 @@ def make_payload(kind: str, iteration: int, config: ExperimentConfig, models: di
 
 
 def load_checkpoint(path: str | os.PathLike, kind: str, resolution: int | None = None,
-                    map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Read a checkpoint of ``kind``; one-line CheckpointError when it is missing or does not fit."""
+                    map_location: str | torch.device = "cpu", mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint of ``kind``; one-line CheckpointError when it is missing or does not fit.
+    ``mmap``: tensors memory-mapped, not read (for its entries alone; ``map_location`` is then the CPU)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint")
     try:
-        payload = torch.load(path, map_location=map_location, weights_only=True)
+        payload = torch.load(path, map_location="cpu" if mmap else map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "kind" not in payload:

@@ -107,11 +107,11 @@ def resolve_checkpoints(paths: Sequence[str | os.PathLike]) -> tuple[Path, Path 
         path = path / LATEST if (path / LATEST).is_file() else path / "refiner" / LATEST
     if path.is_file() and checkpoint_kind(path) == "coarse":
         return path, None
-    refiner = load_checkpoint(path, "refiner")
-    exemplar = Path(refiner["exemplar"]["path"])
+    trained_from = load_checkpoint(path, "refiner", mmap=True)["exemplar"]  # (the weights are read later)
+    exemplar = Path(trained_from["path"])
     coarse = path.parent.parent / "coarse" / exemplar.name
     coarse = coarse if coarse.is_file() else exemplar
-    trained_on = refiner["exemplar"]["iteration"]
+    trained_on = trained_from["iteration"]
     # (not a coarse checkpoint: loading it says why)
     now = checkpoint_entry(coarse, "iteration") if checkpoint_kind(coarse) == "coarse" else trained_on
     if trained_on != now:

@@ -128,6 +128,19 @@ def test_a_crop_samples_where_its_transform_says_and_is_low_passed_when_it_shrin
     assert crop_face(noise, box, size=128)[0].std() < 0.35 * noise.std()    # was 0.55
 
 
+@pytest.mark.parametrize("box", [FaceBox(900.0, 600.0, 500.0, 450.0), FaceBox(-200.0, -150.0, 700.0, 700.0),
+                                 FaceBox(1100.0, 20.0, 400.0, 400.0)], ids=["inside", "past_top_left", "past_right"])
+def test_a_shrinking_crop_blurs_only_what_it_reads_with_the_same_result(box):
+    """The low-pass is applied to the window the crop reads (plus the kernel's reach), not the whole
+    photo: the crop equals the whole photo blurred, then warped, also where the box leaves the photo."""
+    image = np.random.default_rng(1).integers(0, 256, (900, 1300, 3)).astype(np.uint8)
+    crop, transform = crop_face(image, box, size=128)
+    whole = cv2.GaussianBlur(image, (0, 0), (1 / transform.scale - 1) / 2, borderType=cv2.BORDER_REPLICATE)
+    expected = cv2.warpAffine(whole, transform.warp_matrix, (128, 128), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REPLICATE)
+    assert transform.scale < 0.5 and np.array_equal(crop, expected)
+
+
 def test_prepare_face_folder_reports_and_never_aborts(tmp_path, face_photo):
     src = tmp_path / "photos"
     (src / "sub").mkdir(parents=True)
