@@ -492,13 +492,17 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
             gray, target, mask = warp_lab_batch(gray, target, mask, cfg.coarse_warp)
         with rt.autocast(cfg.amp):
             fake = net_g(gray)
-            loss_d = 0.5 * (gan_loss(net_d(gray, target), True) + gan_loss(net_d(gray, fake.detach()), False))
+            # the discriminator judges the face alone: the generator's normals are unit everywhere and
+            # ground truth has none outside the mask, so the background alone would give a fake away
+            fake_face = fake * mask
+            loss_d = 0.5 * (gan_loss(net_d(gray, target * mask), True)
+                            + gan_loss(net_d(gray, fake_face.detach()), False))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
         with rt.autocast(cfg.amp):
-            g_adversarial = gan_loss(net_d(gray, fake), True)
+            g_adversarial = gan_loss(net_d(gray, fake_face), True)
         g_supervised = supervised_normal_loss(fake.float(), target, mask, cfg.supervised_loss)
         loss_g = cfg.supervised_weight * g_supervised + cfg.gan_weight * g_adversarial
         opt_g.zero_grad(set_to_none=True)
@@ -589,7 +593,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     """Train the exemplar-based refiner (eq. 10) without ground truth; returns ``<stage>/latest.pt``.
 
     Exemplars come from ``coarse_checkpoint`` (default: ``exemplar_checkpoint(cfg, run_dir)``),
-    computed under no_grad in eval mode; unpaired runs give each face the exemplar of the next
+    computed under no_grad in eval mode; unpaired runs give each face the exemplar of the previous
     face in the batch. Loss: lambda_ref * smooth-L1(N, R) + perceptual_weight * relu1_2 L1 (the
     release's scale) [+ shading_weight * high-frequency shading + integrability_weight * curl;
     reconstruction_sigma > 0 compares only low frequencies to the exemplar; fit_target_steps > 0
