@@ -18,7 +18,8 @@ from .mesh import Mesh, vertex_normals, vertex_tangents
 P = ParamSpec("P")
 R = TypeVar("R")
 
-#: Most (triangle, pixel) candidate pairs processed at once; bounds memory to ~200 MB.
+#: Most (triangle, pixel) candidate pairs processed at once (about 150 B each: ~600 MB at most;
+#: a single triangle's box is never split).
 MAX_PAIRS = 4_000_000
 
 

@@ -45,6 +45,16 @@ SCENES = {
     "scans": dict(yaw=30.0, pitch=15.0, roll=5.0, expression=0.5, zoom=(0.9, 1.05), shift=0.03),
 }
 
+#: What a random stream is for (``random_stream``'s first key): the split plan, an identity, a sample.
+PLAN_STREAM, IDENTITY_STREAM, SAMPLE_STREAM = 0, 1, 2
+
+
+def random_stream(seed: int, *key: int) -> np.random.Generator:
+    """The benchmark's generator for one use of ``seed``: key (PLAN_STREAM,), (IDENTITY_STREAM,
+    identity) or (SAMPLE_STREAM, identity, sample). Distinct keys give independent streams (a
+    plain seed list did not: [seed, 1] and [seed, 1, 0] are the same stream)."""
+    return np.random.default_rng(np.random.SeedSequence(seed, spawn_key=key))
+
 
 @dataclass
 class Identity:
@@ -64,7 +74,7 @@ def make_identity(identity: int, role: str, seed: int, size: int, geometry: str 
         raise ValueError(f"unknown geometry {geometry!r}: use procedural, sfm or mix")
     if geometry != "procedural" and sfm is None:
         raise ValueError(f"geometry {geometry!r} needs the Surrey Face Model (pass sfm_path or set HFFNE_SFM_PATH)")
-    rng = np.random.default_rng([seed, identity, 0])
+    rng = random_stream(seed, IDENTITY_STREAM, identity)
     use_sfm = geometry == "sfm" or (geometry == "mix" and rng.random() < 0.5)
     shape = sfm.sample(rng) if use_sfm else procedural_face(rng, int(np.clip(size // 2, 48, 128)))
     style = "holdout" if role == "scans" else "train"
@@ -86,7 +96,7 @@ def render_sample(identity: Identity, role: str, sample: int, seed: int, size: i
     """
     if role not in SCENES:
         raise ValueError(f"unknown role {role!r}: use one of {ROLES}")
-    rng = np.random.default_rng([seed, identity.identity, sample + 1])
+    rng = random_stream(seed, SAMPLE_STREAM, identity.identity, sample)
     scene = SCENES[role]
     pose = [rng.uniform(-scene[k], scene[k]) for k in ("yaw", "pitch", "roll")]
     weights = torch.zeros(identity.shape.expressions.shape[0])

@@ -27,6 +27,9 @@ DETAIL_STYLES = {
 #: Millimetres per face unit (the mean outer eye-corner distance of the Surrey Face Model).
 MM_PER_UNIT = 92.0
 
+#: How far (in sigmas) a texture blur reaches past the border, mirrored.
+BLUR_REACH = 4.0
+
 SKIN_LIGHT, SKIN_DARK = np.array([0.90, 0.72, 0.62]), np.array([0.34, 0.21, 0.14])
 HAIR_COLOURS = np.array([[0.06, 0.05, 0.04], [0.20, 0.13, 0.08], [0.45, 0.32, 0.18], [0.55, 0.50, 0.45]])
 
@@ -265,7 +268,10 @@ def _noise(rng, size: int, sigma: float) -> np.ndarray:
 
 
 def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian blur (periodic borders), sigma in texels."""
-    f = np.fft.fftfreq(image.shape[0])
+    """Gaussian blur of a square texture (edges mirrored, not wrapped: what lies at one border of
+    UV space is not beside the other), sigma in texels."""
+    pad = int(np.ceil(BLUR_REACH * sigma))
+    padded = np.pad(image, pad, mode="symmetric")
+    f = np.fft.fftfreq(padded.shape[0])
     transfer = np.exp(-2 * (np.pi * sigma) ** 2 * (f[:, None] ** 2 + f[None, :] ** 2))
-    return np.fft.ifft2(np.fft.fft2(image) * transfer).real
+    return np.fft.ifft2(np.fft.fft2(padded) * transfer).real[pad:pad + image.shape[0], pad:pad + image.shape[1]]
