@@ -492,17 +492,15 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
             gray, target, mask = warp_lab_batch(gray, target, mask, cfg.coarse_warp)
         with rt.autocast(cfg.amp):
             fake = net_g(gray)
-            # the discriminator judges the face alone: the generator's normals are unit everywhere and
-            # ground truth has none outside the mask, so the background alone would give a fake away
-            fake_face = fake * mask
-            loss_d = 0.5 * (gan_loss(net_d(gray, target * mask), True)
-                            + gan_loss(net_d(gray, fake_face.detach()), False))
+            # the whole image, background included, as pix2pix does: masking both sides gave worse
+            # exemplars (docs/beyond_the_paper.md, "Showing the discriminator the face alone")
+            loss_d = 0.5 * (gan_loss(net_d(gray, target), True) + gan_loss(net_d(gray, fake.detach()), False))
         opt_d.zero_grad(set_to_none=True)
         loss_d.backward()
         opt_d.step()
 
         with rt.autocast(cfg.amp):
-            g_adversarial = gan_loss(net_d(gray, fake_face), True)
+            g_adversarial = gan_loss(net_d(gray, fake), True)
         g_supervised = supervised_normal_loss(fake.float(), target, mask, cfg.supervised_loss)
         loss_g = cfg.supervised_weight * g_supervised + cfg.gan_weight * g_adversarial
         opt_g.zero_grad(set_to_none=True)
