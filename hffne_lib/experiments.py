@@ -131,6 +131,18 @@ def prepare(preset: str, data_root: str | os.PathLike = DATA_FOLDER, results_roo
     return cfg, Path(results_root) / "runs" / preset
 
 
+#: How many times a refinement run measures the test splits while it trains, unless told otherwise
+#: (notebook 02's ``eval_every = None``).
+EVALS_PER_RUN = 5
+
+
+def refine_eval_every(cfg: ExperimentConfig, eval_every: int | None = None) -> int:
+    """Iterations between two test-split evaluations of ``cfg``'s refinement run (for
+    ``cfg.eval_every``): ``eval_every`` when given (0: never), else EVALS_PER_RUN per run
+    (refine_iters // EVALS_PER_RUN, at least 1)."""
+    return max(1, cfg.refine_iters // EVALS_PER_RUN) if eval_every is None else eval_every
+
+
 def train_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, names: Iterable[str] | None = None,
                       progress: bool = True, stage_progress: bool = False,
                       deadline: float | None = None, jobs: int = 1,

@@ -1,15 +1,20 @@
 """Our analogues of the paper's figures (3, 4, 6-11), each a matplotlib Figure.
 
-    fig = figure_error_maps(estimator, [lab_test[i] for i in range(4)], preset="ci")
+    fig = figure_error_maps(estimator, items_at(lab_test, range(4)), preset="ci")
     save_figure(fig, "results/figures/ci/fig6_error_maps.png")
 
 Items are dataset items (hffne_lib.data.FaceNormalDataset): dicts of unbatched tensors with
 "gray" 1 x H x W in [0, 1] and, where the split has them, "rgb" 3 x H x W, "normal" 3 x H x W
 (ground truth), "mask" 1 x H x W, "albedo" 1 or 3 x H x W, "light", "identity", "pose".
 Normals follow hffne_lib.conventions and are shown in its RGB encoding; angles are degrees.
-Every figure's title names the preset and says when the VGG19 inside the estimator was a random
-stand-in (``estimator.provenance["vgg_weights"]``). Figs. 3 and 6 add a column of the exemplar fitted
-to each image (hffne_lib.fitting, beyond the paper) when the estimator has ``fitting`` settings.
+Every figure's title names the preset, says when the VGG19 inside the estimator was a random
+stand-in (``estimator.provenance["vgg_weights"]``) and where the faces come from (the items'
+DATA_KEY, which ``items_at`` and ``load_real_faces`` set). Figs. 3 and 6 add a column of the exemplar
+fitted to each image (hffne_lib.fitting, beyond the paper) when the estimator has ``fitting``
+settings; an estimator without refiner (a coarse checkpoint and ``fitting``) is drawn with its fitted
+exemplar in place of the refined normals. The paper's Fig. 5 (its normals beside other methods' on
+300-W photos) has no analogue: neither 300-W nor the other methods' outputs or models can be had
+offline, and the synthetic wild split has no other methods to compare with.
 
 The panel builders (``normal_panel``, ``error_panel``, ``shading_panel``, ``relit_panel``...)
 return H x W x 3 arrays and are shared with hffne_lib.browse.
@@ -34,7 +39,7 @@ from torch.utils.data import Dataset
 from .conventions import apply_mask, rgb_to_gray, shade_lambertian, to_uint8_image
 from .data import CROP_SCALE, LIGHT_FIELDS, load_image
 from .data.images import IMAGE_SUFFIXES
-from .evaluate import evaluate
+from .evaluate import FITTED, evaluate
 from .metrics import angular_error
 from .pipeline import NormalEstimator
 from .predict import face_crops, face_mask
@@ -46,6 +51,8 @@ Item = Mapping[str, Any]
 #: Top of the error colour scale (degrees); larger errors saturate.
 ERROR_MAX_DEG = 60.0
 ERROR_CMAP = "inferno"
+#: Label of the error colour bar, which is open above ERROR_MAX_DEG.
+ERROR_COLORBAR_LABEL = f"angular error (deg), clipped at {ERROR_MAX_DEG:g}"
 
 #: Light directions (azimuth, elevation in degrees, see rendering.light_direction) of figs. 4 and 7.
 DEFAULT_LIGHTS: tuple[tuple[float, float], ...] = ((-60.0, 10.0), (-30.0, 30.0), (0.0, 0.0), (30.0, 30.0), (60.0, 10.0))
@@ -59,47 +66,104 @@ RELIGHT_AMBIENT = 0.15
 #: Shading floor when albedo is estimated as image / shading (keeps shadows from blowing up).
 SHADING_FLOOR = 0.05
 
+#: Quantile (over the face) of an estimated albedo shown as white: an estimate is relative, about
+#: 1 on average, so it is scaled for display.
+ALBEDO_DISPLAY_QUANTILE = 0.99
+DATASET_ALBEDO = "dataset albedo"
+ESTIMATED_ALBEDO = (f"albedo estimated as image / fitted SH shading, scaled to 1 at its "
+                    f"{ALBEDO_DISPLAY_QUANTILE * 100:.0f}th percentile over the face")
+
+#: Item key naming where the item's face comes from (``items_at``, ``load_real_faces``); titles show it.
+DATA_KEY = "data"
+
+#: The paper's data set each role of the synthetic benchmark stands in for.
+ROLE_STANDS_FOR = {"lab": "Photoface", "wild": "FFHQ/CelebA/300-W", "scans": "Florence"}
+
+#: Provenance "vgg_weights" of an estimator without refiner (pipeline.NormalEstimator.from_checkpoints).
+NO_REFINER_VGG = "none (no refiner)"
+#: Prefix of an A1 refiner's "vgg_weights": no VGG19 inside, one in its training loss (train.train_refiner).
+PERCEPTUAL_LOSS_VGG = "perceptual loss: "
+
+#: What the paper's refiner architectures do (Fig. 9's title).
+ARCHITECTURE_NOTES = {"A1": "exemplar + image", "A2": "feature concat", "A3": "modulation"}
+
 #: Side of one panel in inches.
 PANEL_INCHES = 1.7
 
 
 # ----------------------------------------------------------------------------- provenance
 def vgg_note(estimators: Iterable[NormalEstimator]) -> str:
-    """"VGG19: ..." for a figure's title: RANDOM STAND-IN when any estimator's VGG19 was one.
-    An A1 refiner has no VGG19 (its provenance says "not used ...", see train.install_vgg)."""
+    """"VGG19: ..." for a figure's title, from the estimators' provenance "vgg_weights": RANDOM
+    STAND-IN when any VGG19 (a refiner's, or an A1 refiner's training loss's) was one, else each
+    kind of source once (``vgg_source_note``). ValueError without estimators."""
     sources = [e.provenance.get("vgg_weights", "unknown") for e in estimators]
+    if not sources:
+        raise ValueError("vgg_note needs at least one estimator")
     if any(RANDOM_SOURCE in s for s in sources):
-        return "VGG19: RANDOM STAND-IN (no ImageNet weights), not the paper's encoder"
-    used = [s for s in sources if not s.startswith("not used")]
-    if not used:
-        return "VGG19: none in the refiner (A1)"
-    if "unknown" in used:
-        return "VGG19: weights unknown"
-    return "VGG19: ImageNet weights"
+        return "VGG19: RANDOM STAND-IN (no ImageNet weights), not the paper's VGG19"
+    return "VGG19: " + "; ".join(dict.fromkeys(map(vgg_source_note, sources)))
 
 
-def figure_title(what: str, preset: str, estimators: Iterable[NormalEstimator]) -> str:
-    """Two-line title: what the figure shows, then the preset and the VGG19 note."""
-    return f"{what}\npreset {preset} | {vgg_note(estimators)}"
+def vgg_source_note(source: str) -> str:
+    """One provenance "vgg_weights" other than the random stand-in, in words: no refiner, an A1
+    refiner (no VGG19 inside; its training loss's), unknown, else a weight file (ImageNet weights)."""
+    if source == NO_REFINER_VGG:
+        return source
+    if source.startswith(PERCEPTUAL_LOSS_VGG):
+        return f"none in the A1 refiner ({vgg_source_note(source[len(PERCEPTUAL_LOSS_VGG):])} in its training loss)"
+    if source == "unknown":
+        return "weights unknown"
+    return "ImageNet weights"
+
+
+def figure_title(what: str, preset: str, estimators: Iterable[NormalEstimator], data: str) -> str:
+    """Three-line title: what the figure shows; the preset and the VGG19 note; where the faces come
+    from (``data``, e.g. ``data_of(items)``)."""
+    return f"{what}\npreset {preset} | {vgg_note(estimators)}\ndata: {data}"
+
+
+def dataset_note(dataset: Dataset) -> str:
+    """Where a dataset's faces come from: "synthetic benchmark, wild_test (FFHQ/CelebA/300-W's role)",
+    "Photoface, lab_test" (hffne_lib.data.prepare_photoface's data), or "unnamed data set (<type>)"
+    for one that is not a FaceNormalDataset. The split is the manifest's whose shards it reads."""
+    manifest = getattr(dataset, "manifest", None)
+    if manifest is None:
+        return f"unnamed data set ({type(dataset).__name__})"
+    split = next((name for name, entry in manifest["splits"].items()
+                  if [dataset.root / shard["file"] for shard in entry["shards"]] == dataset.files), dataset.role)
+    if manifest["settings"].get("source") == "photoface":
+        return f"Photoface, {split}"
+    return f"synthetic benchmark, {split} ({ROLE_STANDS_FOR[dataset.role]}'s role)"
+
+
+def data_of(items: Sequence[Item]) -> str:
+    """Where the items' faces come from: their DATA_KEY entries, each once ("unnamed items" for
+    items without one)."""
+    return "; ".join(dict.fromkeys(str(item.get(DATA_KEY, "unnamed items")) for item in items))
 
 
 # ----------------------------------------------------------------------------- predictions
 @dataclass
 class StageNormals:
     """Each stage's normals for a batch of items (``predict_stages``' result; a photo's faces are
-    hffne_lib.predict.Prediction), B x 3 x H x W, zero outside the items' masks; ``fitted``: the
-    exemplars fitted to the images (beyond the paper), or None."""
+    hffne_lib.predict.Prediction), B x 3 x H x W, zero outside the items' masks; ``refined``: None
+    for an estimator without refiner; ``fitted``: the exemplars fitted to the images (beyond the
+    paper), or None."""
 
     coarse: torch.Tensor
-    refined: torch.Tensor
+    refined: torch.Tensor | None = None
     fitted: torch.Tensor | None = None
 
     def stages(self) -> dict[str, torch.Tensor]:
-        """Stage name ("exemplar", "refined"[, "fitted"]) -> its B x 3 x H x W normals, in display order."""
-        stages = {"exemplar": self.coarse, "refined": self.refined}
-        if self.fitted is not None:
-            stages["fitted"] = self.fitted
-        return stages
+        """Stage name ("exemplar"[, "refined"][, "fitted"]) -> its B x 3 x H x W normals, in display order."""
+        stages = {"exemplar": self.coarse, "refined": self.refined, "fitted": self.fitted}
+        return {stage: normals for stage, normals in stages.items() if normals is not None}
+
+    def output(self) -> tuple[str, torch.Tensor]:
+        """The estimator's result, (stage name, B x 3 x H x W normals): the refined normals, else
+        (no refiner) the fitted exemplar, else the exemplar."""
+        stage = next(stage for stage in ("refined", "fitted", "exemplar") if stage in self.stages())
+        return stage, self.stages()[stage]
 
 
 def stack(items: Sequence[Item], key: str) -> torch.Tensor:
@@ -118,17 +182,44 @@ def item_mask(item: Item) -> torch.Tensor:
     return torch.ones_like(torch.as_tensor(item["gray"]), dtype=torch.bool)
 
 
+def check_items(estimator: NormalEstimator, items: Sequence[Item]) -> None:
+    """ValueError when there are no items, or an item's size differs from the estimator's
+    provenance "resolution" (where known)."""
+    if not items:
+        raise ValueError("no items to draw: pass at least one (e.g. figures.items_at(dataset, indices))")
+    size = estimator.provenance.get("resolution")
+    if size is None:
+        return
+    for index, item in enumerate(items):
+        height, width = torch.as_tensor(item["gray"]).shape[-2:]
+        if (height, width) != (size, size):
+            raise ValueError(f"item {index} is {height} x {width} px but the estimator works at {size} px: "
+                             f"crop or resize the faces to {size} px (load_real_faces(folder, {size}) does)")
+
+
 def predict_stages(estimator: NormalEstimator, items: Sequence[Item], fit: bool = False) -> StageNormals:
-    """Coarse exemplar and refined normals of the items, masked to their faces; with ``fit`` and
-    ``estimator.fitting`` set, also the exemplars fitted to the images inside those masks."""
+    """Coarse exemplar and refined normals (none without refiner) of the items, masked to their
+    faces; with ``estimator.fitting`` set, also the exemplars fitted to the images inside those
+    masks when ``fit`` asks or there is no refiner (the fit is then the estimator's result).
+    ValueError as ``check_items``."""
+    check_items(estimator, items)
     gray = stack(items, "gray")
     masks = torch.stack([item_mask(item) for item in items])
     coarse = estimator.coarse(gray)
-    refined = estimator.refine(gray, coarse)
-    fitted = None
-    if fit and estimator.fitting is not None:
+    refined = fitted = None
+    if estimator.refiner is not None:
+        refined = apply_mask(estimator.refine(gray, coarse).cpu(), masks)
+    if estimator.fitting is not None and (fit or estimator.refiner is None):
         fitted = apply_mask(estimator.fit(gray, coarse, masks.float()).cpu(), masks)
-    return StageNormals(apply_mask(coarse.cpu(), masks), apply_mask(refined.cpu(), masks), fitted)
+    return StageNormals(apply_mask(coarse.cpu(), masks), refined, fitted)
+
+
+def stages_note(estimator: NormalEstimator) -> str:
+    """What figs. 3 and 6 compare: "coarse exemplar vs refined normals", or "coarse exemplar @ N it,
+    no refiner" for an estimator without one (N: its provenance "coarse_iteration")."""
+    if estimator.refiner is None:
+        return f"coarse exemplar @ {estimator.provenance.get('coarse_iteration', '?')} it, no refiner"
+    return "coarse exemplar vs refined normals"
 
 
 def fitting_note(estimator: NormalEstimator) -> str:
@@ -141,11 +232,13 @@ def fitting_note(estimator: NormalEstimator) -> str:
 
 #: Panel title of the fitted normals.
 FITTED_TITLE = "fitted\n(beyond the paper)"
+#: Panel titles of the stages whose name alone would not say enough.
+STAGE_TITLES = {"exemplar": "coarse exemplar", "fitted": FITTED_TITLE}
 
 
 def stage_title(stage: str) -> str:
-    """Panel title of a stage's normals: its name, the fitted one labelled beyond the paper."""
-    return FITTED_TITLE if stage == "fitted" else stage
+    """Panel title of a stage's normals (or any panel name): STAGE_TITLES', else the name itself."""
+    return STAGE_TITLES.get(stage, stage)
 
 
 # ----------------------------------------------------------------------------- panels
@@ -209,16 +302,24 @@ def relit_panel(albedo: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor,
 
 
 def albedo_of(item: Item, normals: torch.Tensor) -> tuple[torch.Tensor, str]:
-    """The item's albedo (C x H x W) and where it came from: the dataset's "albedo" when the
-    split has one, else estimated as image / shading, the shading being a second-order SH light
-    fitted (least squares) to the grey image and ``normals`` (3 x H x W). The fitted light
-    absorbs the mean grey albedo, so an estimate is relative (about 1 for an average face)."""
+    """The item's albedo (C x H x W) and where it came from (DATASET_ALBEDO or ESTIMATED_ALBEDO):
+    the dataset's "albedo" when the split has one, else estimated as image / shading, the shading
+    being a second-order SH light fitted (least squares) to the grey image and ``normals``
+    (3 x H x W). The fitted light absorbs the mean grey albedo, so an estimate is relative (about 1
+    for an average face); for display it is scaled to 1 at its ALBEDO_DISPLAY_QUANTILE over the face."""
     if "albedo" in item:
-        return torch.as_tensor(item["albedo"]).float(), "dataset albedo"
+        return torch.as_tensor(item["albedo"]).float(), DATASET_ALBEDO
     mask = item_mask(item)
     gray = torch.as_tensor(item["gray"]).float()[None]
     shading = sh_shading(normals[None], fit_sh(gray, normals[None], mask[None]))[0]
-    return photo(item) / shading.clamp_min(SHADING_FLOOR) * mask, "albedo estimated as image / fitted SH shading"
+    estimate = photo(item) / shading.clamp_min(SHADING_FLOOR) * mask
+    top = torch.quantile(estimate[mask.expand_as(estimate)], ALBEDO_DISPLAY_QUANTILE)
+    return estimate / top.clamp_min(torch.finfo(estimate.dtype).tiny), ESTIMATED_ALBEDO
+
+
+def albedo_title(source: str) -> str:
+    """Panel title of an albedo from ``albedo_of``: "albedo", or "albedo (estimated, scaled)"."""
+    return "albedo" if source == DATASET_ALBEDO else "albedo (estimated, scaled)"
 
 
 def light_label(azimuth: float, elevation: float) -> str:
@@ -252,23 +353,10 @@ class PanelGrid:
             ax.set_ylabel(label, fontsize=7)
 
     def error_colorbar(self) -> None:
-        """One colour bar for every error panel (degrees)."""
+        """One colour bar for every error panel (degrees, ERROR_COLORBAR_LABEL), open at the top:
+        errors above ERROR_MAX_DEG show in its top colour."""
         mappable = ScalarMappable(Normalize(0.0, ERROR_MAX_DEG), ERROR_CMAP)
-        self.figure.colorbar(mappable, ax=self.axes, shrink=0.6, label="angular error (deg)")
-
-
-def figure_columns(columns: Mapping[str, Sequence[np.ndarray]], title: str,
-                   row_labels: Sequence[str] | None = None) -> Figure:
-    """A grid with one column per entry of ``columns`` (name -> one H x W x 3 panel per row)."""
-    names = list(columns)
-    rows = len(columns[names[0]])
-    grid = PanelGrid(rows, len(names), title)
-    for col, name in enumerate(names):
-        for row, image in enumerate(columns[name]):
-            grid.show(row, col, image, name if row == 0 else "")
-    if row_labels:
-        grid.label_rows(row_labels)
-    return grid.figure
+        self.figure.colorbar(mappable, ax=self.axes, shrink=0.6, extend="max", label=ERROR_COLORBAR_LABEL)
 
 
 def item_label(item: Item, index: int) -> str:
@@ -288,55 +376,60 @@ def item_labels(items: Sequence[Item]) -> list[str]:
     return [item_label(item, i) for i, item in enumerate(items)]
 
 
-def show_stages(grid: PanelGrid, row: int, item: Item, pred: StageNormals) -> None:
-    """Columns 0-2 of a row: the input, the coarse exemplar and the refined normals (``pred`` row ``row``)."""
+def show_stages(grid: PanelGrid, row: int, item: Item, pred: StageNormals) -> int:
+    """A row's first columns: the input, then each stage's normals (``pred`` row ``row``, in
+    ``StageNormals.stages`` order); returns the next free column."""
     grid.show(row, 0, photo_panel(item), "input")
-    grid.show(row, 1, normal_panel(pred.coarse[row]), "coarse exemplar")
-    grid.show(row, 2, normal_panel(pred.refined[row]), "refined")
+    for col, (stage, normals) in enumerate(pred.stages().items(), start=1):
+        grid.show(row, col, normal_panel(normals[row]), stage_title(stage))
+    return 1 + len(pred.stages())
 
 
 def _error_title(stage: str, error: torch.Tensor) -> str:
     return f"{stage} err\nmean {float(error.nanmean()):.1f} deg"
 
 
+def _check_estimators(estimators: Mapping[str, NormalEstimator], figure: str) -> None:
+    if not estimators:
+        raise ValueError(f"{figure} needs at least one estimator: pass {{label: NormalEstimator}}")
+
+
 # ----------------------------------------------------------------------------- figures
 def figure_exemplar_vs_refined(estimator: NormalEstimator, items: Sequence[Item], preset: str) -> Figure:
-    """Fig. 3: per item (row) the input, the coarse exemplar, the refined normals, the fitted
-    normals when ``estimator.fitting`` is set and, when every item has one, the ground truth.
-    3 to 5 panels per row."""
+    """Fig. 3: per item (row) the input, the coarse exemplar, the refined normals (when the
+    estimator has a refiner), the fitted normals (when ``estimator.fitting`` is set) and, when every
+    item has one, the ground truth. 3 to 5 panels per row."""
     pred = predict_stages(estimator, items, fit=True)
-    with_fit = pred.fitted is not None
     with_truth = all("normal" in item for item in items)
-    grid = PanelGrid(len(items), 3 + with_fit + with_truth,
-                     figure_title("Fig. 3 analogue: coarse exemplar vs refined normals" + fitting_note(estimator),
-                                  preset, [estimator]))
+    grid = PanelGrid(len(items), 1 + len(pred.stages()) + with_truth,
+                     figure_title(f"Fig. 3 analogue: {stages_note(estimator)}{fitting_note(estimator)}",
+                                  preset, [estimator], data_of(items)))
     for row, item in enumerate(items):
-        show_stages(grid, row, item, pred)
-        if with_fit:
-            grid.show(row, 3, normal_panel(pred.fitted[row]), stage_title("fitted"))
+        col = show_stages(grid, row, item, pred)
         if with_truth:
-            grid.show(row, 3 + with_fit, truth_panel(item), "ground truth")
+            grid.show(row, col, truth_panel(item), "ground truth")
     grid.label_rows(item_labels(items))
     return grid.figure
 
 
 def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                    lights: Sequence[tuple[float, float]] = DEFAULT_LIGHTS) -> Figure:
-    """Fig. 4: two rows per item, the exemplar's and the refined normals' Lambertian shading (white
-    albedo) under each light (azimuth, elevation in degrees); columns input, normals, one per light.
-    2 * len(items) rows of 2 + len(lights) panels; the fitted exemplar (beyond the paper) is in figs. 3
+    """Fig. 4: one row per item and stage, the exemplar's and the refined normals' (the fitted
+    exemplar's without refiner) Lambertian shading (white albedo) under each light (azimuth,
+    elevation in degrees); columns input, normals, one per light. 2 * len(items) rows of
+    2 + len(lights) panels; with a refiner, the fitted exemplar (beyond the paper) is in figs. 3
     and 6 only."""
     stages = predict_stages(estimator, items).stages()
     grid = PanelGrid(len(stages) * len(items), 2 + len(lights),
                      figure_title("Fig. 4 analogue: normals and Lambertian shading under several lights",
-                                  preset, [estimator]))
+                                  preset, [estimator], data_of(items)))
     labels = []
     for i, item in enumerate(items):
         mask = item_mask(item)
         for offset, (stage, batch) in enumerate(stages.items()):
             row, normals = len(stages) * i + offset, batch[i]
             grid.show(row, 0, photo_panel(item), "input")
-            grid.show(row, 1, normal_panel(normals), stage)
+            grid.show(row, 1, normal_panel(normals), stage_title(stage))
             for col, (azimuth, elevation) in enumerate(lights, start=2):
                 grid.show(row, col, shading_panel(normals, mask, azimuth, elevation), light_label(azimuth, elevation))
             labels.append(f"{item_label(item, i)}\n{stage}")
@@ -345,13 +438,13 @@ def figure_shading(estimator: NormalEstimator, items: Sequence[Item], preset: st
 
 
 def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset: str) -> Figure:
-    """Fig. 6 (lab split): per item the input, the ground truth, the exemplar and its angular error,
-    the refined normals and theirs [, the fitted normals and theirs when ``estimator.fitting`` is
-    set] (6 or 8 panels a row), one shared colour bar in degrees."""
+    """Fig. 6 (lab split): per item the input, the ground truth, then each stage's normals and
+    their angular error: the exemplar, the refined normals (with a refiner), the fitted normals
+    (when ``estimator.fitting`` is set); 4 to 8 panels a row, one shared colour bar in degrees."""
     stages = predict_stages(estimator, items, fit=True).stages()
     grid = PanelGrid(len(items), 2 + 2 * len(stages),
-                     figure_title("Fig. 6 analogue: angular error maps, coarse vs refined" + fitting_note(estimator),
-                                  preset, [estimator]))
+                     figure_title(f"Fig. 6 analogue: angular error maps, {stages_note(estimator)}"
+                                  f"{fitting_note(estimator)}", preset, [estimator], data_of(items)))
     for row, item in enumerate(items):
         mask = item_mask(item)
         truth = truth_of(item)
@@ -369,24 +462,23 @@ def figure_error_maps(estimator: NormalEstimator, items: Sequence[Item], preset:
 def figure_relighting(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                       lights: Sequence[tuple[float, float]] = DEFAULT_LIGHTS,
                       ambient: float = RELIGHT_AMBIENT) -> Figure:
-    """Fig. 7: Lambertian relighting albedo * (ambient + max(0, n . l)) with the refined normals;
-    per item the input, the albedo (the dataset's, else image / fitted SH shading; the title
-    says which), the normals and one relit image per light. 3 + len(lights) panels a row."""
-    pred = predict_stages(estimator, items)
-    albedos = [albedo_of(item, pred.refined[i]) for i, item in enumerate(items)]
+    """Fig. 7: Lambertian relighting albedo * (ambient + max(0, n . l)) with the estimator's result
+    (``StageNormals.output``: the refined normals); per item the input, the albedo (the dataset's,
+    else image / fitted SH shading, scaled; the title says which), the normals and one relit image
+    per light. 3 + len(lights) panels a row."""
+    stage, normals = predict_stages(estimator, items).output()
+    albedos = [albedo_of(item, normals[i]) for i, item in enumerate(items)]
     sources = sorted({source for _, source in albedos})
     grid = PanelGrid(len(items), 3 + len(lights),
                      figure_title(f"Fig. 7 analogue: Lambertian relighting, ambient {ambient:g}; {', '.join(sources)}",
-                                  preset, [estimator]))
+                                  preset, [estimator], data_of(items)))
     for row, (item, (albedo, source)) in enumerate(zip(items, albedos)):
         mask = item_mask(item)
-        normals = pred.refined[row]
         grid.show(row, 0, photo_panel(item), "input")
-        grid.show(row, 1, image_panel(albedo * mask),
-                  "albedo" if source == "dataset albedo" else "albedo (estimated)")
-        grid.show(row, 2, normal_panel(normals), "refined")
+        grid.show(row, 1, image_panel(albedo * mask), albedo_title(source))
+        grid.show(row, 2, normal_panel(normals[row]), stage_title(stage))
         for col, (azimuth, elevation) in enumerate(lights, start=3):
-            grid.show(row, col, relit_panel(albedo, normals, mask, azimuth, elevation, ambient),
+            grid.show(row, col, relit_panel(albedo, normals[row], mask, azimuth, elevation, ambient),
                       light_label(azimuth, elevation))
     grid.label_rows(item_labels(items))
     return grid.figure
@@ -395,71 +487,78 @@ def figure_relighting(estimator: NormalEstimator, items: Sequence[Item], preset:
 def figure_checkpoints(estimators: Mapping[str, NormalEstimator], items: Sequence[Item], preset: str) -> Figure:
     """Fig. 8: exemplars from early, middle and final coarse checkpoints and the refined normals
     of the refiner trained on each. ``estimators``: row name (Iter1k, Iter50k, Ours-paired) ->
-    estimator; per item the input, then (exemplar, refined) per estimator: 1 + 2k panels a row."""
+    estimator; per item the input, then (exemplar, result: ``StageNormals.output``) per estimator:
+    1 + 2k panels a row."""
+    _check_estimators(estimators, "figure_checkpoints")
     preds = {name: predict_stages(estimator, items) for name, estimator in estimators.items()}
     grid = PanelGrid(len(items), 1 + 2 * len(estimators),
                      figure_title("Fig. 8 analogue: exemplars from early / middle / final coarse checkpoints",
-                                  preset, estimators.values()))
+                                  preset, estimators.values(), data_of(items)))
     for row, item in enumerate(items):
         grid.show(row, 0, photo_panel(item), "input")
         for k, (name, pred) in enumerate(preds.items()):
             iteration = estimators[name].provenance.get("coarse_iteration", "?")
+            stage, normals = pred.output()
             grid.show(row, 1 + 2 * k, normal_panel(pred.coarse[row]), f"{name}\nexemplar @ {iteration} it")
-            grid.show(row, 2 + 2 * k, normal_panel(pred.refined[row]), f"{name}\nrefined")
+            grid.show(row, 2 + 2 * k, normal_panel(normals[row]), f"{name}\n{stage}")
     grid.label_rows(item_labels(items))
     return grid.figure
 
 
 def figure_architectures(estimators: Mapping[str, NormalEstimator], items: Sequence[Item], preset: str) -> Figure:
-    """Fig. 9: refiner architectures in the wild. ``estimators``: label (A1, A2, A3) -> estimator,
-    all on the same coarse checkpoint; per item the input, the first estimator's exemplar and
-    each estimator's refined normals: 2 + k panels a row."""
+    """Fig. 9: refiner architectures in the wild. ``estimators``: label (A1, A2, A3; the title says
+    what each of these does) -> estimator, all on the same coarse checkpoint; per item the input,
+    the first estimator's exemplar and each estimator's result (``StageNormals.output``): 2 + k
+    panels a row."""
+    _check_estimators(estimators, "figure_architectures")
     preds = {name: predict_stages(estimator, items) for name, estimator in estimators.items()}
     first = next(iter(preds.values()))
+    labels = [f"{name} ({ARCHITECTURE_NOTES[name]})" if name in ARCHITECTURE_NOTES else name for name in estimators]
     grid = PanelGrid(len(items), 2 + len(estimators),
-                     figure_title("Fig. 9 analogue: A1 (exemplar + image), A2 (feature concat), A3 (modulation)",
-                                  preset, estimators.values()))
+                     figure_title(f"Fig. 9 analogue: {', '.join(labels)}", preset, estimators.values(), data_of(items)))
     for row, item in enumerate(items):
         grid.show(row, 0, photo_panel(item), "input")
         grid.show(row, 1, normal_panel(first.coarse[row]), "coarse exemplar")
         for col, (name, pred) in enumerate(preds.items(), start=2):
-            grid.show(row, col, normal_panel(pred.refined[row]), name)
+            grid.show(row, col, normal_panel(pred.output()[1][row]), name)
     grid.label_rows(item_labels(items))
     return grid.figure
 
 
 def figure_variety(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                    light: tuple[float, float] = FRONT_LEFT_LIGHT) -> Figure:
-    """Fig. 10: many faces side by side (pick them with ``variety_indices``); rows input, refined
-    normals, shading under ``light``; one column per item: 3 * len(items) panels."""
-    pred = predict_stages(estimator, items)
+    """Fig. 10: many faces side by side, in the order given (``variety_indices`` picks different
+    identities from darkest to lightest skin tone); rows input, the estimator's result
+    (``StageNormals.output``), its shading under ``light``; one column per item: 3 * len(items) panels."""
+    stage, normals = predict_stages(estimator, items).output()
     grid = PanelGrid(3, len(items), figure_title(
-        "Fig. 10 analogue: identities, skin tones and poses (sorted by albedo brightness)", preset, [estimator]))
+        f"Fig. 10 analogue: {len(items)} faces, each with its {stage} normals and their shading",
+        preset, [estimator], data_of(items)))
     for col, item in enumerate(items):
         grid.show(0, col, photo_panel(item), item_label(item, col))
-        grid.show(1, col, normal_panel(pred.refined[col]))
-        grid.show(2, col, shading_panel(pred.refined[col], item_mask(item), *light))
-    grid.label_rows(["input", "refined", f"shading {light_label(*light)}"])
+        grid.show(1, col, normal_panel(normals[col]))
+        grid.show(2, col, shading_panel(normals[col], item_mask(item), *light))
+    grid.label_rows(["input", stage_title(stage), f"shading {light_label(*light)}"])
     return grid.figure
 
 
 def figure_failures(estimator: NormalEstimator, worst: Sequence[Item], extreme_light: Sequence[Item],
                     preset: str) -> Figure:
-    """Fig. 11: failure cases, the items with the largest refined error then the items under the
-    most grazing light; per row the input, the ground truth, the refined normals and their error
-    (4 panels), one shared colour bar in degrees."""
+    """Fig. 11: failure cases, the items with the largest error (``worst_indices``) then the items
+    under the most grazing light; per row the input, the ground truth, the estimator's result
+    (``StageNormals.output``) and its error (4 panels), one shared colour bar in degrees."""
     items = [*worst, *extreme_light]
-    pred = predict_stages(estimator, items)
+    stage, normals = predict_stages(estimator, items).output()
     grid = PanelGrid(len(items), 4, figure_title("Fig. 11 analogue: failure cases (largest error, extreme light)",
-                                                 preset, [estimator]))
+                                                 preset, [estimator], data_of(items)))
     labels = []
     for row, item in enumerate(items):
         mask = item_mask(item)
-        error = angular_error_map(pred.refined[row], truth_of(item), mask)
+        error = angular_error_map(normals[row], truth_of(item), mask)
         grid.show(row, 0, photo_panel(item), "input")
         grid.show(row, 1, truth_panel(item), "ground truth")
-        grid.show(row, 2, normal_panel(pred.refined[row]), "refined")
-        grid.show(row, 3, error_panel(error), _error_title("refined", error))
+        grid.show(row, 2, normal_panel(normals[row]), stage_title(stage))
+        grid.show(row, 3, error_panel(error), _error_title(stage, error))
         kind = "worst" if row < len(worst) else f"light {light_angle(item):.0f} deg off axis"
         labels.append(f"{item_label(item, row)}\n{kind}")
     grid.label_rows(labels)
@@ -469,17 +568,41 @@ def figure_failures(estimator: NormalEstimator, worst: Sequence[Item], extreme_l
 
 def figure_real_faces(estimator: NormalEstimator, items: Sequence[Item], preset: str,
                       light: tuple[float, float] = FRONT_LEFT_LIGHT) -> Figure:
-    """Real photos (no ground truth): per face the input, the exemplar, the refined normals and
-    their shading under ``light``, inside the items' masks: 4 panels a row. Items from
-    ``load_real_faces``; the refined normals, never fitted ones, as ``hffne predict`` without
-    --fit-steps writes them."""
+    """Real photos (no ground truth): per face the input, the exemplar, the estimator's result
+    (``StageNormals.output``) and its shading under ``light``, inside the items' masks: 4 panels a
+    row (3 for an estimator with neither refiner nor fitting). Items from ``load_real_faces``. The
+    result is the refined normals, never fitted ones, as ``hffne predict`` without --fit-steps
+    writes them; without refiner, the fitted exemplar."""
     pred = predict_stages(estimator, items)
-    grid = PanelGrid(len(items), 4, figure_title("Real faces (no ground truth)", preset, [estimator]))
+    stage, normals = pred.output()
+    grid = PanelGrid(len(items), 2 + len(pred.stages()),
+                     figure_title("Real faces (no ground truth)", preset, [estimator], data_of(items)))
     for row, item in enumerate(items):
-        show_stages(grid, row, item, pred)
-        grid.show(row, 3, shading_panel(pred.refined[row], item_mask(item), *light), f"shading {light_label(*light)}")
+        col = show_stages(grid, row, item, pred)
+        grid.show(row, col, shading_panel(normals[row], item_mask(item), *light), f"shading {light_label(*light)}")
     grid.label_rows(item_labels(items))
     return grid.figure
+
+
+def figure_losses(log: pd.DataFrame, title: str, columns: Sequence[str] | None = None) -> Figure:
+    """Training curves: one panel per column of ``log`` (train.read_log's frame, indexed by
+    iteration; default every column but "seconds") against the iteration, on a log scale where the
+    column is all positive. KeyError naming a column the log lacks."""
+    columns = [c for c in log.columns if c != "seconds"] if columns is None else list(columns)
+    missing = [c for c in columns if c not in log.columns]
+    if missing:
+        raise KeyError(f"the loss log has no column {missing[0]!r}; it has {list(log.columns)}")
+    if not columns:
+        raise ValueError("figure_losses needs at least one column to draw")
+    figure = Figure(figsize=(4 * len(columns), 3), layout="constrained")
+    figure.suptitle(title, fontsize=9)
+    for ax, column in zip(figure.subplots(1, len(columns), squeeze=False)[0], columns):
+        ax.plot(log.index, log[column])
+        ax.set_title(column, fontsize=8)
+        ax.set_xlabel("iteration", fontsize=7)
+        if (log[column] > 0).all():
+            ax.set_yscale("log")
+    return figure
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
@@ -492,8 +615,9 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 150) -> Path:
 
 # ----------------------------------------------------------------------------- choosing items
 def items_at(dataset: Dataset, indices: Iterable[int]) -> list[dict[str, Any]]:
-    """The dataset's items at ``indices``."""
-    return [dataset[int(i)] for i in indices]
+    """The dataset's items at ``indices``, each with DATA_KEY saying where it comes from (``dataset_note``)."""
+    note = dataset_note(dataset)
+    return [{**dataset[int(i)], DATA_KEY: note} for i in indices]
 
 
 def variety_indices(dataset: Dataset, count: int) -> list[int]:
@@ -514,11 +638,15 @@ def variety_indices(dataset: Dataset, count: int) -> list[int]:
 
 
 def worst_indices(estimator: NormalEstimator, dataset: Dataset, count: int) -> list[int]:
-    """Indices of the ``count`` items with the largest mean refined angular error over the face
-    (measured without the estimator's fitting, which would only cost time here)."""
-    refining = NormalEstimator(estimator.coarse_net, estimator.refiner, estimator.provenance)   # shares the nets
-    table = evaluate(refining, dataset, progress=False).per_image
-    rows = table[(table["stage"] == "refined") & (table["region"] == "face")]
+    """Indices of the ``count`` items with the largest mean angular error over the face of the
+    estimator's result (``StageNormals.output``): the refined normals, measured without the
+    estimator's fitting (which would only cost time here); without refiner, the fitted exemplar."""
+    if estimator.refiner is None:
+        measured, stage = estimator, FITTED if estimator.fitting is not None else "coarse"
+    else:   # shares the nets
+        measured, stage = NormalEstimator(estimator.coarse_net, estimator.refiner, estimator.provenance), "refined"
+    table = evaluate(measured, dataset, progress=False).per_image
+    rows = table[(table["stage"] == stage) & (table["region"] == "face")]
     return [int(i) for i in rows.sort_values("mean", ascending=False)["image"].head(count)]
 
 
@@ -546,8 +674,9 @@ def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = No
     """Real photos of ``folder`` (any hffne_lib.data image file, sorted by name; the first ``limit``
     usable ones), the largest face of each found and cropped to ``size`` px as ``hffne predict`` does
     (hffne_lib.predict.face_crops) -> items with "rgb" 3 x S x S, "gray" 1 x S x S in [0, 1],
-    "mask" 1 x S x S bool (the face ellipse, hffne_lib.predict.face_mask) and "name". A photo that
-    cannot be read or holds no face is skipped with one printed line; none left raises ValueError."""
+    "mask" 1 x S x S bool (the face ellipse, hffne_lib.predict.face_mask), "name" and DATA_KEY
+    ("your photos, <folder>"). A photo that cannot be read or holds no face is skipped with one
+    printed line; none left raises ValueError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"real-faces folder {folder} does not exist")
@@ -563,7 +692,8 @@ def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = No
             print(f"real faces: skipped {path.name} ({err})")
             continue
         rgb = torch.from_numpy(crop).permute(2, 0, 1).contiguous()
-        items.append({"rgb": rgb, "gray": rgb_to_gray(rgb[None])[0], "mask": mask, "name": path.stem})
+        items.append({"rgb": rgb, "gray": rgb_to_gray(rgb[None])[0], "mask": mask, "name": path.stem,
+                      DATA_KEY: f"your photos, {folder}"})
         if len(items) == limit:
             break
     if not items:
