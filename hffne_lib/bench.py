@@ -102,21 +102,24 @@ def _latency(fn: Callable[[], object], device: torch.device, calls: int) -> floa
 
 
 def _timed_compiled(make_fn: Callable[[bool], Callable[[], object]], device: torch.device, warmup: int,
-                    iters: int, compiled: bool) -> tuple[float, dict]:
+                    iters: int, compiled: bool) -> tuple[Callable[[], object], float, dict]:
     """``_timed(make_fn(compiled))``; when compiling fails (it happens at the first call), the
     uncompiled ``make_fn(False)`` is timed instead and the failure recorded, so one broken compiler
     costs that speed-up, not the whole benchmark. Each compiled timing starts from an empty
     compile cache (a cache made for another batch size would recompile with a dynamic batch).
-    -> (seconds per call, notes for the result)."""
+    -> (the function timed, seconds per call, notes for the result)."""
+    notes = {"compiled": False}
     if compiled:
         torch._dynamo.reset()
         try:
-            return _timed(make_fn(True), device, warmup, iters), {"compiled": True}
+            fn = make_fn(True)
+            return fn, _timed(fn, device, warmup, iters), {"compiled": True}
         except Exception as err:  # noqa: BLE001 - any compiler failure: fall back and say why
             torch._dynamo.reset()
             reason = f"{type(err).__name__}: {str(err).strip().splitlines()[0] if str(err).strip() else ''}"
-            return _timed(make_fn(False), device, warmup, iters), {"compiled": False, "compile_error": reason[:300]}
-    return _timed(make_fn(False), device, warmup, iters), {"compiled": False}
+            notes["compile_error"] = reason[:300]
+    fn = make_fn(False)
+    return fn, _timed(fn, device, warmup, iters), notes
 
 
 def training_step(path: BenchPath, optimizer: torch.optim.Optimizer, gray: torch.Tensor, rgb: torch.Tensor,
@@ -183,7 +186,7 @@ def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int,
         refiner = torch.compile(path.refiner, dynamic=False) if compile_now else path.refiner
         return lambda: training_step(path, optimizer, gray, rgb, optimised, refiner)
     resident = _reset_peak(device)
-    seconds, notes = _timed_compiled(step, device, warmup, iters, compiled)
+    _, seconds, notes = _timed_compiled(step, device, warmup, iters, compiled)
     memory = _memory(device, resident)
     optimizer.zero_grad(set_to_none=True)   # no gradients left resident in the timings after this one
     return {"iterations_per_s": 1.0 / seconds, **memory, **notes}
@@ -220,15 +223,13 @@ def _inference_rate(path: BenchPath, device: torch.device, batch: int, size: int
     that mode; None: uncompiled)."""
     path.eval()
     gray = _gray_batch(batch, size, device, optimised)
-    timed = {}
 
     def call(compile_now: bool):
         fn = _inference_fn(path, optimised, compile_mode if compile_now else None)
-        timed["fn"] = lambda: fn(gray)
-        return timed["fn"]
+        return lambda: fn(gray)
     resident = _reset_peak(device)
-    seconds, notes = _timed_compiled(call, device, warmup, iters, compile_mode is not None)
-    latency = _latency(timed["fn"], device, iters)
+    timed, seconds, notes = _timed_compiled(call, device, warmup, iters, compile_mode is not None)
+    latency = _latency(timed, device, iters)
     return {"images_per_s": batch / seconds, "latency_ms": 1000 * latency, **_memory(device, resident), **notes}
 
 

@@ -162,8 +162,9 @@ class StageNormals:
     def output(self) -> tuple[str, torch.Tensor]:
         """The estimator's result, (stage name, B x 3 x H x W normals): the refined normals, else
         (no refiner) the fitted exemplar, else the exemplar."""
-        stage = next(stage for stage in ("refined", "fitted", "exemplar") if stage in self.stages())
-        return stage, self.stages()[stage]
+        stages = self.stages()
+        stage = next(stage for stage in ("refined", "fitted", "exemplar") if stage in stages)
+        return stage, stages[stage]
 
 
 def stack(items: Sequence[Item], key: str) -> torch.Tensor:

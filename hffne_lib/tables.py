@@ -38,6 +38,7 @@ FITTED_ROW = "Coarse exemplar + test-time fitting, no refiner (beyond the paper)
 #: The tables that show FITTED_ROW (Table 3 is the paper's exemplar and architecture study).
 FITTED_TABLES = ("table1", "table2")
 TABLE3_FINAL_ROW = "Iter100k/A3/StyleGAN2"
+WILD_SPLIT = "wild_test"
 
 
 def table3_names(cfg: ExperimentConfig) -> dict[str, str]:
@@ -47,7 +48,6 @@ def table3_names(cfg: ExperimentConfig) -> dict[str, str]:
     early, middle = cfg.coarse_milestones[:2]
     return {"Iter1k": f"Iter1k (exemplar at {early} it.)", "Iter50k": f"Iter50k (exemplar at {middle} it.)",
             "Ours-paired": f"{TABLE3_FINAL_ROW} (final exemplar, {cfg.coarse_iters} it.)"}
-WILD_SPLIT = "wild_test"
 
 
 def _row(evaluation: Evaluation, stage: str, region: str = "face") -> pd.Series:

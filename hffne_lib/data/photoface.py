@@ -118,8 +118,9 @@ def prepare_photoface(root: str | os.PathLike, target: str | os.PathLike, layout
         finished = begin_build(target, settings)
         if finished is not None:
             return finished
-        subjects = sorted({_subject(r) for r in relative})
-        test = test_captures([_subject(r) for r in relative], test_fraction, seed)
+        subject_of = [_subject(r) for r in relative]
+        subjects = sorted(set(subject_of))
+        test = test_captures(subject_of, test_fraction, seed)
         shards = []
         with tqdm(total=len(captures), desc="photoface", unit="capture", disable=not progress) as bar:
             for split in ("lab_train", "lab_test"):
