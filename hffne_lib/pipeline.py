@@ -58,13 +58,15 @@ class NormalEstimator(nn.Module):
 
     @classmethod
     def from_checkpoints(cls, coarse_path: str | os.PathLike, refiner_path: str | os.PathLike | None = None,
-                         device: str | torch.device = "cpu", fitting: FitSettings | None = None) -> "NormalEstimator":
+                         device: str | torch.device = "cpu", fitting: FitSettings | None = None,
+                         exemplar_only: bool = False) -> "NormalEstimator":
         """Our training checkpoints (hffne_lib.train): coarse/latest.pt (or a milestone) and a
         refiner's latest.pt, checked to share one resolution; provenance from both files.
-        BEYOND THE PAPER: with ``fitting``, ``refiner_path`` may be None (the exemplar is fitted
-        to each image, no refiner); without, a coarse checkpoint alone raises CheckpointError."""
+        A coarse checkpoint alone (``refiner_path`` None) needs ``exemplar_only`` (the estimator
+        gives exemplars only: ``coarse``, and evaluate's stage coarse) or, BEYOND THE PAPER,
+        ``fitting`` (the exemplar is fitted to each image); else it raises CheckpointError."""
         coarse, coarse_ckpt = load_coarse(coarse_path)
-        if refiner_path is None and fitting is None:
+        if refiner_path is None and fitting is None and not exemplar_only:
             raise CheckpointError(f"{coarse_path}: a coarse checkpoint alone has no refiner: give the refiner's "
                                   f"checkpoint too, or fit the exemplar to each image instead (--fit-steps N, "
                                   f"beyond the paper)")

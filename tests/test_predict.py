@@ -164,6 +164,17 @@ def test_checkpoint_forms(tiny_run):
         assert resolve_checkpoints(given) == (coarse, None)
 
 
+def test_exemplar_only_estimator(tiny_run):
+    coarse = tiny_run / "coarse" / "latest.pt"
+    exemplar_only = NormalEstimator.from_checkpoints(coarse, exemplar_only=True)
+    both = NormalEstimator.from_checkpoints(coarse, tiny_run / "refiner" / "latest.pt")
+    gray = torch.rand(2, 1, 64, 64)
+    assert torch.equal(exemplar_only.coarse(gray), both.coarse(gray))
+    assert exemplar_only.provenance["vgg_weights"] == "none (no refiner)"
+    with pytest.raises(ValueError, match="this estimator has no refiner"):
+        exemplar_only(gray)
+
+
 def test_wrong_checkpoints_fail_in_one_line(tiny_run, tmp_path):
     coarse, refiner = tiny_run / "coarse" / "latest.pt", tiny_run / "refiner" / "latest.pt"
     with pytest.raises(CheckpointError, match="a coarse checkpoint alone has no refiner"):
