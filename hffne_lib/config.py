@@ -9,7 +9,8 @@ underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
   smoke  the ci data and widths with 3x the coarse and 2.5x the refinement iterations: the default
          of ``make reproduce`` (every notebook, all Table 3 runs, under 15 min on 2 CPU cores).
   cpu    128 px data preset "cpu"; a meaningful demo: coarse 1,200 iterations (251 s measured on
-         2 idle cores), refinement 1,500 (547 s with eval_every=500), 14 min for both stages.
+         2 idle cores), refinement 1,500 (547 s with eval_every=500), 14 min for both stages; on a
+         slower day of the same machine 445 s and 944 s, 23 min (at cc01771; 4c5a866 then as slow).
   gpu    256 px data preset "gpu", the paper's architectures; both stages in about 4.3 min on one
          H200 (bf16 autocast, channels_last, cudnn.benchmark; per-iteration times measured), so
          that one 10-minute command also holds the data build, the speed benchmark and the
