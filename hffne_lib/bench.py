@@ -125,7 +125,7 @@ def _timed_compiled(make_fn: Callable[[bool], Callable[[], object]], device: tor
 def training_step(path: BenchPath, optimizer: torch.optim.Optimizer, gray: torch.Tensor, rgb: torch.Tensor,
                   bf16: bool, refiner: nn.Module | None = None) -> torch.Tensor:
     """One refinement iteration (eq. 10): exemplar under no_grad, refine, losses, Adam step."""
-    refiner = refiner or path.refiner
+    refiner = path.refiner if refiner is None else refiner   # not `or`: a compiled module's bool() raises
     with torch.no_grad(), bf16_autocast(gray.device, bf16):
         exemplar = path.coarse(gray).float()
     with bf16_autocast(gray.device, bf16):

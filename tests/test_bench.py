@@ -1,9 +1,11 @@
 """The speed benchmark runs end to end on CPU at a tiny size and its two paths agree."""
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
+import torch
 
 from hffne_lib import bench
 from hffne_lib.coarse import CoarseConfig
@@ -34,6 +36,19 @@ def test_benchmark_runs_and_paths_agree(tmp_path):
     assert not any("backward" in op for op in ops["inference_batch_1"])
     assert any(op.startswith("aten::") and "conv" in op for op in ops["inference_batch_1"])
     json.dumps(result)  # serialisable as written by main()
+
+
+def test_a_training_step_takes_a_compiled_refiner():
+    """torch.compile's wrapper forwards len(), so bool() of a compiled Refiner raises: the step must
+    not test the module it is given for truth (it did, and the H200's compiled timing would have
+    fallen back). The eager backend compiles in seconds; the step's loss is the uncompiled one."""
+    path = bench.BenchPath(False, **TINY)
+    twin = copy.deepcopy(path)
+    gray = torch.rand(2, 1, 64, 64)
+    rgb = gray.expand(-1, 3, -1, -1).contiguous()
+    losses = [bench.training_step(p, torch.optim.Adam(p.refiner.parameters(), 1e-4), gray, rgb, False, refiner)
+              for p, refiner in ((path, torch.compile(path.refiner, backend="eager")), (twin, None))]
+    assert losses[0].item() == pytest.approx(losses[1].item(), rel=1e-5)
 
 
 def test_training_is_timed_in_train_mode_after_the_agreement_put_both_paths_in_eval_mode(monkeypatch):
