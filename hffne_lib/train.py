@@ -252,6 +252,7 @@ def to_device(batch: dict[str, Any], keys: tuple[str, ...], cfg: ExperimentConfi
 # ----------------------------------------------------------------------------- logging
 class LossLog:
     """CSV loss log (iteration, seconds, then one column per loss), plus TensorBoard if installed.
+    ``seconds``: wall time since this process started the stage (a resumed run counts from 0 again).
 
     Resuming at iteration k drops the rows a killed run wrote after k, so the log matches the
     uninterrupted run's; columns the earlier rows have and ``columns`` lacks (e.g. a split no
