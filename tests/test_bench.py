@@ -80,7 +80,7 @@ def test_a_failing_compiler_costs_its_speed_up_not_the_run(monkeypatch):
     assert not any("compile_error" in result[section][key] for section in ("training", "inference")
                    for key in ("authors", "optimised", "batch_1") if key in result[section])
     assert [s[-1] for s in sections] == ["agreement", "training", "inference", "input", "profile",
-                                         "training_compiled", "inference_compiled"]
+                                         "inference_compiled", "training_compiled"]
 
 
 def test_input_rate_is_measured_on_a_built_benchmark(tmp_path):
