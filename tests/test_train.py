@@ -14,11 +14,12 @@ from torch.optim.optimizer import register_optimizer_step_post_hook
 
 from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_coarse, load_refiner
 from hffne_lib.config import get_config, with_overrides
+from hffne_lib.experiments import BEYOND_PAPER_ROW, experiments
 from hffne_lib.fitting import FitSettings, fit_normals
 from hffne_lib.losses import high_frequency_shading_loss
 from hffne_lib.train import (EXIT_TIME_BUDGET, NonFiniteLossError, Runtime, SeededBatchSampler, TimeBudgetReached,
-                             check_finite, ema_decay, linear_ramp, main, make_adam, parse_command_line, read_log, setup_runtime,
-                             to_channels_last, train_coarse, train_refiner, weight_average)
+                             bf16_autocast, check_finite, ema_decay, linear_ramp, main, make_adam, parse_command_line,
+                             read_log, setup_runtime, to_channels_last, train_coarse, train_refiner, weight_average)
 
 warnings.filterwarnings("ignore", message="VGG19: no ImageNet weights")
 
@@ -189,6 +190,25 @@ def test_integrability_warmup_ramps_its_weight_linearly_over_that_fraction_of_th
     assert torch.allclose(torch.tensor(log["loss"].values), expected, rtol=1e-5)
     with pytest.raises(ValueError, match="integrability_warmup is a fraction of refine_iters in \\[0, 1\\], got 1.5"):
         tiny(integrability_warmup=1.5)
+
+
+def test_bf16_autocast_trains_every_term_beyond_the_paper(tmp_path, monkeypatch):
+    """The gpu preset trains under bf16 autocast (``amp``), which Runtime turns on on CUDA only.
+    Forced on here, on CPU, Table 1's beyond-the-paper refiner (with a fit target and a weight
+    average too) trains to finite losses other than fp32's (autocast was on), as its first gpu-preset
+    run will have to (scripts/gpu_check.sh trains it there)."""
+    monkeypatch.setattr(Runtime, "autocast", lambda self, enabled: bf16_autocast(self.device, enabled))
+    beyond = experiments(tiny())[BEYOND_PAPER_ROW].overrides
+    logs = []
+    for amp in (False, True):
+        cfg = tiny(amp=amp, coarse_iters=2, refine_iters=2, coarse_milestones=(), fit_target_steps=2,
+                   refine_ema_halflife=2, **beyond)
+        train_coarse(cfg, tmp_path / f"amp{amp}", dataset=RandomFaces(), progress=False)
+        train_refiner(cfg, tmp_path / f"amp{amp}", dataset=RandomFaces(), progress=False)
+        logs.append(read_log(tmp_path / f"amp{amp}" / "refiner" / "log.csv"))
+    assert all(torch.isfinite(torch.tensor(log.values)).all() for log in logs)
+    assert list(logs[1].columns) == ["seconds", "loss", "reconstruction", "perceptual", "shading", "integrability"]
+    assert not torch.allclose(torch.tensor(logs[0]["loss"].values), torch.tensor(logs[1]["loss"].values), rtol=1e-6)
 
 
 def test_fit_target_makes_the_exemplars_fit_the_target_and_leaves_the_exemplar_the_input(tmp_path):
