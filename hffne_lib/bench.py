@@ -359,14 +359,39 @@ def device_label(device: torch.device) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", device_name(device)).strip("_") or "cpu"
 
 
+def run_header(device: torch.device, size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),
+               warmup: int = 10, iters: int = 50, compile_fast: bool = True,
+               compile_mode: str | None = "reduce-overhead") -> dict:
+    """What a result's numbers depend on besides the code: device, torch, resolution, settings
+    (a resumed benchmark must match it)."""
+    return {"device": device_label(device), "torch": torch.__version__, "resolution": size,
+            "settings": {"train_batch": train_batch, "batches": list(batches), "warmup": warmup, "iters": iters,
+                         "compile": compile_fast, "compile_mode": compile_mode,
+                         "tf32": "PyTorch's defaults: cuDNN convolutions TF32, matmuls fp32 (agreement: strict fp32)",
+                         "vgg_weights": "random (speed does not depend on the weights)"}}
+
+
+def check_resumable(earlier: dict, header: dict) -> None:
+    """One-line ValueError when an earlier result (``earlier``) was made under another ``header``."""
+    differs = [key for key in header if earlier.get(key) != header[key]]
+    if differs:
+        raise ValueError(f"the earlier benchmark there differs in {', '.join(differs)} "
+                         f"({', '.join(f'{earlier.get(key)!r}' for key in differs)}); use another --out or --overwrite")
+
+
 def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),
         warmup: int = 10, iters: int = 50, compile_fast: bool = True, compile_mode: str | None = "reduce-overhead",
         data_root: str | None = None, workers: int = 4, coarse: CoarseConfig | None = None,
-        refiner: RefinerConfig | None = None, on_section: Callable[[dict], None] | None = None) -> dict:
+        refiner: RefinerConfig | None = None, on_section: Callable[[dict], None] | None = None,
+        earlier: dict | None = None) -> dict:
     """The whole benchmark; returns the result dict (also what main() writes as JSON).
     ``on_section`` is called with the result so far after each section (main() writes it, so a
-    run cut short keeps what it measured)."""
+    run cut short keeps what it measured). ``earlier``: such a result, cut short, with the same
+    header (check_resumable): its sections are kept and only the missing ones measured."""
     dev = torch.device(device)
+    header = run_header(dev, size, train_batch, batches, warmup, iters, compile_fast, compile_mode)
+    if earlier is not None:
+        check_resumable(earlier, header)
     if dev.type == "cuda":
         torch.backends.cudnn.benchmark = True
         # PyTorch's defaults, under which the authors' code runs (and ours: it asks for no more)
@@ -375,11 +400,7 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     authors, fast = BenchPath(True, coarse, refiner), BenchPath(False, coarse, refiner)
     _copy_weights(authors, fast)
     authors, fast = _prepare(authors, dev, False), _prepare(fast, dev, True)
-    result = {"device": device_label(dev), "torch": torch.__version__, "resolution": size,
-              "settings": {"train_batch": train_batch, "warmup": warmup, "iters": iters,
-                           "compile": compile_fast, "compile_mode": compile_mode,
-                           "tf32": "PyTorch's defaults: cuDNN convolutions TF32, matmuls fp32 (agreement: strict fp32)",
-                           "vgg_weights": "random (speed does not depend on the weights)"}}
+    result = {**header, **(earlier or {})}
     # compiling takes the longest: those sections come last, so a run cut short keeps the others
     sections = {
         "agreement": lambda: agreement(authors, fast, dev, size),
@@ -398,6 +419,8 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
         sections["training_compiled"] = lambda: bench_training_compiled(
             fast, dev, train_batch, size, warmup, iters, result["training"]["authors"]["iterations_per_s"])
     for name, measure in sections.items():
+        if name in result:   # measured by the run resumed
+            continue
         result[name] = measure()
         if on_section is not None:
             on_section(result)
@@ -431,20 +454,33 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", help="a built benchmark folder, to time the input pipeline")
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--out", type=Path, default=Path("results/benchmarks"))
+    parser.add_argument("--resume", action="store_true",
+                        help="an earlier run's JSON in --out (same settings): keep its sections, measure the rest")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier run's JSON in --out")
     args = parser.parse_args(argv)
+    earlier = None
     try:
         device = checked_device(args.device)
         check_arguments(args.size, args.iters, args.warmup, args.workers, args.data_root)
+        path = args.out / f"{device_label(device)}.json"
+        if path.exists() and not args.overwrite:
+            if not args.resume:
+                raise ValueError(f"{path} exists (--resume finishes it, --overwrite replaces it)")
+            try:
+                earlier = json.loads(path.read_text())
+            except (OSError, json.JSONDecodeError) as err:
+                raise ValueError(f"{path}: not a readable benchmark result ({err}); use --overwrite") from None
+            check_resumable(earlier, run_header(device, args.size, warmup=args.warmup, iters=args.iters,
+                                                compile_fast=not args.no_compile))
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"{parser.prog}: {err}\n")
     args.out.mkdir(parents=True, exist_ok=True)
-    path = args.out / f"{device_label(device)}.json"
 
     def write(partial: dict) -> None:
         write_text_atomically(path, json.dumps(partial, indent=2) + "\n")
         print(f"[bench] {next(reversed(partial))} done", flush=True)
     result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
-                 data_root=args.data_root, workers=args.workers, on_section=write)
+                 data_root=args.data_root, workers=args.workers, on_section=write, earlier=earlier)
     print(json.dumps(result, indent=2))
     print(f"written {path}")
     return 0

@@ -15,7 +15,7 @@
 #      of the same command with SKIP_BENCH=1 finds steps 1-5 done and gives it the whole budget.
 # Each step's outputs are packed into OUT/results.tar.gz as soon as it ends, so a run stopped by an
 # outer time limit still returns what it finished; OUT/log.txt has everything printed, OUT/<gpu>.json
-# the benchmark. They are staged in RUN_DIR/gpu_check: a second call returns them again, and skips
+# the benchmark (a benchmark cut short by its share of the budget is finished by a later call). They are staged in RUN_DIR/gpu_check: a second call returns them again, and skips
 # an evaluation or a real-photo comparison made after its refiner's and coarse stage's last checkpoints.
 # Exit code: 0 when every step that ran finished or was cut short by the budget, 1 when one failed,
 # 2 for a setting or machine problem found before any step.
@@ -95,8 +95,11 @@ echo "data ready after $((SECONDS - start)) s"
 bench_seconds=$(( $(remaining) / 2 < 150 ? $(remaining) / 2 : 150 ))
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ "$bench_seconds" -ge 30 ]; then
   step "speed benchmark"
+  # into the stage, which outlives this call: a later call without SKIP_BENCH=1 measures only what is missing
   timeout "$bench_seconds" "$py" -m hffne_lib.bench --device "$device" --data-root "$data_root" \
-    --out "$out" || echo "bench: stopped (exit $?); $out holds the sections it finished"
+    --out "$stage/bench" --resume || echo "bench: stopped (exit $?); the sections it finished are kept (a later call goes on)"
+  cp "$stage"/bench/*.json "$out"/ 2>/dev/null
+  pack
 elif [ "${SKIP_BENCH:-0}" != 1 ]; then
   step "speed benchmark: skipped ($(remaining) s left)"
 fi

@@ -134,3 +134,44 @@ def test_settings_the_timing_would_trip_over_are_refused_before_it_starts(argume
     err = capsys.readouterr().err
     assert bad.value.code == 2 and err.startswith(f"python -m hffne_lib.bench: {message}") and err.count("\n") == 1
     assert not (tmp_path / "out").exists()
+
+
+def test_a_resumed_benchmark_keeps_what_it_measured_and_measures_the_rest():
+    cut_short = []
+
+    def stop_after_training(partial):
+        if "training" in partial:
+            cut_short.append(dict(partial))
+            raise KeyboardInterrupt  # as a time limit stops it
+    with pytest.raises(KeyboardInterrupt):
+        bench.run("cpu", size=64, train_batch=2, batches=(1,), warmup=1, iters=1, compile_fast=False,
+                  on_section=stop_after_training, **TINY)
+    earlier = cut_short[0]
+    assert list(earlier)[-2:] == ["agreement", "training"]
+    resumed = bench.run("cpu", size=64, train_batch=2, batches=(1,), warmup=1, iters=1, compile_fast=False,
+                        earlier=earlier, **TINY)
+    assert resumed["agreement"] is earlier["agreement"] and resumed["training"] is earlier["training"]
+    assert {"inference", "input", "profile"} <= set(resumed)
+    with pytest.raises(ValueError, match="differs in resolution, settings \\(64, "):
+        bench.run("cpu", size=128, train_batch=2, batches=(1, 2), warmup=1, iters=1, compile_fast=False,
+                  earlier=earlier, **TINY)
+
+
+def test_an_earlier_result_is_kept_unless_resumed_or_overwritten(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    path = out / f"{bench.device_label(torch.device('cpu'))}.json"
+    earlier = {**bench.run_header(torch.device("cpu"), size=512), "agreement": {"fp32_mean_deg": 0.0}}
+    path.write_text(json.dumps(earlier))
+    for arguments, message in ((["--size", "512"], "exists (--resume finishes it, --overwrite replaces it)"),
+                               (["--resume"], "differs in resolution (512)"),
+                               (["--size", "512", "--iters", "3", "--resume"], "differs in settings")):
+        with pytest.raises(SystemExit) as bad:
+            bench.main(["--device", "cpu", "--out", str(out), *arguments])
+        err = capsys.readouterr().err
+        assert bad.value.code == 2 and err.count("\n") == 1 and message in err, err
+    assert json.loads(path.read_text()) == earlier
+    path.write_text("{ cut off")
+    with pytest.raises(SystemExit) as bad:
+        bench.main(["--device", "cpu", "--out", str(out), "--resume"])
+    assert bad.value.code == 2 and "not a readable benchmark result" in capsys.readouterr().err
