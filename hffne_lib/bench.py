@@ -359,11 +359,10 @@ def device_label(device: torch.device) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", device_name(device)).strip("_") or "cpu"
 
 
-def run_header(device: torch.device, size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),
-               warmup: int = 10, iters: int = 50, compile_fast: bool = True,
-               compile_mode: str | None = "reduce-overhead") -> dict:
-    """What a result's numbers depend on besides the code: device, torch, resolution, settings
-    (a resumed benchmark must match it)."""
+def run_header(device: torch.device, size: int, train_batch: int, batches: tuple[int, ...], warmup: int,
+               iters: int, compile_fast: bool, compile_mode: str | None) -> dict:
+    """What a result of ``run`` with these arguments depends on besides the code: device, torch,
+    resolution, settings (a resumed benchmark must match it)."""
     return {"device": device_label(device), "torch": torch.__version__, "resolution": size,
             "settings": {"train_batch": train_batch, "batches": list(batches), "warmup": warmup, "iters": iters,
                          "compile": compile_fast, "compile_mode": compile_mode,
@@ -371,11 +370,15 @@ def run_header(device: torch.device, size: int = 256, train_batch: int = 8, batc
                          "vgg_weights": "random (speed does not depend on the weights)"}}
 
 
+class HeaderMismatch(ValueError):
+    """An earlier result handed to ``run`` was made under another header (``run_header``)."""
+
+
 def check_resumable(earlier: dict, header: dict) -> None:
-    """One-line ValueError when an earlier result (``earlier``) was made under another ``header``."""
+    """One-line HeaderMismatch when an earlier result (``earlier``) was made under another ``header``."""
     differs = [key for key in header if earlier.get(key) != header[key]]
     if differs:
-        raise ValueError(f"the earlier benchmark there differs in {', '.join(differs)} "
+        raise HeaderMismatch(f"the earlier benchmark there differs in {', '.join(differs)} "
                          f"({', '.join(f'{earlier.get(key)!r}' for key in differs)}); use another --out or --overwrite")
 
 
@@ -387,7 +390,8 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     """The whole benchmark; returns the result dict (also what main() writes as JSON).
     ``on_section`` is called with the result so far after each section (main() writes it, so a
     run cut short keeps what it measured). ``earlier``: such a result, cut short, with the same
-    header (check_resumable): its sections are kept and only the missing ones measured."""
+    header (else HeaderMismatch, before anything is built): its sections are kept and only the
+    missing ones measured."""
     dev = torch.device(device)
     header = run_header(dev, size, train_batch, batches, warmup, iters, compile_fast, compile_mode)
     if earlier is not None:
@@ -470,8 +474,6 @@ def main(argv: list[str] | None = None) -> int:
                 earlier = json.loads(path.read_text())
             except (OSError, json.JSONDecodeError) as err:
                 raise ValueError(f"{path}: not a readable benchmark result ({err}); use --overwrite") from None
-            check_resumable(earlier, run_header(device, args.size, warmup=args.warmup, iters=args.iters,
-                                                compile_fast=not args.no_compile))
     except (ValueError, FileNotFoundError) as err:
         parser.exit(2, f"{parser.prog}: {err}\n")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -479,8 +481,11 @@ def main(argv: list[str] | None = None) -> int:
     def write(partial: dict) -> None:
         write_text_atomically(path, json.dumps(partial, indent=2) + "\n")
         print(f"[bench] {next(reversed(partial))} done", flush=True)
-    result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
-                 data_root=args.data_root, workers=args.workers, on_section=write, earlier=earlier)
+    try:
+        result = run(args.device, args.size, warmup=args.warmup, iters=args.iters, compile_fast=not args.no_compile,
+                     data_root=args.data_root, workers=args.workers, on_section=write, earlier=earlier)
+    except HeaderMismatch as err:   # raised before anything is measured or written
+        parser.exit(2, f"{parser.prog}: {err}\n")
     print(json.dumps(result, indent=2))
     print(f"written {path}")
     return 0

@@ -152,7 +152,7 @@ def test_a_resumed_benchmark_keeps_what_it_measured_and_measures_the_rest():
                         earlier=earlier, **TINY)
     assert resumed["agreement"] is earlier["agreement"] and resumed["training"] is earlier["training"]
     assert {"inference", "input", "profile"} <= set(resumed)
-    with pytest.raises(ValueError, match="differs in resolution, settings \\(64, "):
+    with pytest.raises(bench.HeaderMismatch, match="differs in resolution, settings \\(64, "):
         bench.run("cpu", size=128, train_batch=2, batches=(1, 2), warmup=1, iters=1, compile_fast=False,
                   earlier=earlier, **TINY)
 
@@ -161,7 +161,8 @@ def test_an_earlier_result_is_kept_unless_resumed_or_overwritten(tmp_path, capsy
     out = tmp_path / "out"
     out.mkdir()
     path = out / f"{bench.device_label(torch.device('cpu'))}.json"
-    earlier = {**bench.run_header(torch.device("cpu"), size=512), "agreement": {"fp32_mean_deg": 0.0}}
+    header = bench.run_header(torch.device("cpu"), 512, 8, (1, 32), 10, 50, True, "reduce-overhead")  # main's
+    earlier = {**header, "agreement": {"fp32_mean_deg": 0.0}}
     path.write_text(json.dumps(earlier))
     for arguments, message in ((["--size", "512"], "exists (--resume finishes it, --overwrite replaces it)"),
                                (["--resume"], "differs in resolution (512)"),
