@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from .checkpoint import LATEST, checkpoint_entry, checkpoint_kind, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
 from .data import CROP_SCALE, CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
-from .data.images import IMAGE_SUFFIXES, as_rgb, save_image, to_uint8
+from .data.images import IMAGE_SUFFIXES, as_rgb, output_stems, save_image, to_uint8
 from .fitting import FitSettings
 from .official import CheckpointError
 from .pipeline import NormalEstimator
@@ -304,33 +304,32 @@ class BatchSummary:
 
 def iter_inputs(paths: Iterable[str | os.PathLike], recursive: bool = False
                 ) -> Iterator[tuple[Path, Path]]:
-    """(photo, output sub-folder) for each path: a file as given, a folder's photos (its tree with
-    ``recursive``), the sub-folder named by the file's stem under its folder's relative path.
-    Missing paths are yielded too (with their stem) so the caller reports them in order."""
+    """(photo, its name) for each path: a file as given, named by its file name; a folder's photos
+    (its tree with ``recursive``), named by their path under the folder. Missing paths are yielded
+    too so the caller reports them in order."""
     for raw in paths:
         path = Path(raw)
         if not path.is_dir():
-            yield path, Path(path.stem)
+            yield path, Path(path.name)
             continue
         found = path.rglob("*") if recursive else path.iterdir()
         for file in sorted(f for f in found if f.is_file() and f.suffix.lower() in IMAGE_SUFFIXES):
-            yield file, file.relative_to(path).with_suffix("")
+            yield file, file.relative_to(path)
 
 
 def predict_paths(estimator: NormalEstimator, paths: Iterable[str | os.PathLike], out_dir: str | os.PathLike,
                   recursive: bool = False, all_faces: bool = False, overwrite: bool = False,
                   progress: bool = True, aligned: bool = False) -> BatchSummary:
-    """Predict and write every photo of ``paths`` into ``out_dir/<name>/``; one bad input never
-    stops the batch: it is counted and gets a one-line message in the summary. ``aligned`` as
+    """Predict and write every photo of ``paths`` into ``out_dir/<stem>/`` (its name without the
+    suffix; hffne_lib.data.images.output_stems keeps photos whose names clash apart); one bad input
+    never stops the batch: it is counted and gets a one-line message in the summary. ``aligned`` as
     for ``predict_image``."""
     summary = BatchSummary()
     inputs = list(iter_inputs(paths, recursive))
-    claimed: set[Path] = set()
-    for path, name in tqdm(inputs, desc="faces", unit="image", disable=not progress):
-        target = Path(out_dir) / name
-        if target in claimed:  # a.jpg and a.png in one folder
-            target = target.with_name(f"{target.name}_{path.suffix.lstrip('.').lower()}")
-        claimed.add(target)
+    stems = output_stems([name for _, name in inputs])
+    for (path, _), stem in tqdm(zip(inputs, stems), total=len(inputs), desc="faces", unit="image",
+                                disable=not progress):
+        target = Path(out_dir) / stem
         start = time.perf_counter()
         try:
             if not overwrite:  # before the work; write_prediction checks the face files too

@@ -165,9 +165,9 @@ def test_prepare_face_folder_reports_and_never_aborts(tmp_path, face_photo):
 def test_output_stems_keep_inputs_apart():
     from hffne_lib.data.images import output_stems
 
-    given = [Path("a.jpg"), Path("a.PNG"), Path("b.png"), Path("sub/a.jpg")]
-    assert output_stems(given) == {Path("a.jpg"): Path("a_jpg"), Path("a.PNG"): Path("a_png"), Path("b.png"): Path("b"),
-                                   Path("sub/a.jpg"): Path("sub/a")}
+    given = [Path("a.jpg"), Path("a.PNG"), Path("b.png"), Path("sub/a.jpg"), Path("b.png"), Path("a_jpg.png")]
+    assert output_stems(given) == [Path("a_jpg"), Path("a_png"), Path("b_png"), Path("sub/a"), Path("b_png_2"),
+                                   Path("a_jpg_2")]
 
 
 @pytest.mark.parametrize("prepare", [prepare_face_folder, prepare_scan_folder])

@@ -114,7 +114,22 @@ def test_folders_flat_unless_recursive(batch):
     photos = batch[0]
     flat = {name.as_posix() for _, name in iter_inputs([photos])}
     deep = {name.as_posix() for _, name in iter_inputs([photos], recursive=True)}
-    assert "sub/deep" not in flat and deep == flat | {"sub/deep"}
+    assert "sub/deep.jpg" not in flat and deep == flat | {"sub/deep.jpg"}
+
+
+def test_photos_whose_names_clash_each_get_their_own_folder(estimator, batch, tmp_path):
+    """Three files named me.jpg from three folders, and me.png beside one of them: four folders,
+    none written twice (a later photo used to land in an earlier one's folder)."""
+    photos = batch[0]
+    inputs = []
+    for folder in ("x", "y", "z"):
+        inputs.append(tmp_path / folder / "me.jpg")
+        inputs[-1].parent.mkdir()
+        inputs[-1].write_bytes((photos / "a.jpg").read_bytes())
+    (tmp_path / "x" / "me.png").write_bytes((photos / "d_rgba.png").read_bytes())
+    summary = predict_paths(estimator, [*inputs, tmp_path / "x" / "me.png"], tmp_path / "out", progress=False)
+    assert summary.counts["done"] == 4, summary.messages
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["me_jpg", "me_jpg_2", "me_jpg_3", "me_png"]
 
 
 def test_never_overwrites_unless_asked(estimator, batch):

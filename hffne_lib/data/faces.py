@@ -167,7 +167,7 @@ def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, si
     files = list_files(source)
     stems = output_stems([file.relative_to(source) for file in files])
     rows = []
-    for file in tqdm(files, desc="faces", unit="image", disable=not progress):
+    for file, stem in tqdm(zip(files, stems), total=len(files), desc="faces", unit="image", disable=not progress):
         relative = file.relative_to(source)
         row = {"file": str(relative), "status": "ok", "message": "", "faces": 0}
         try:
@@ -181,7 +181,7 @@ def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, si
             rows.append({**row, "status": "no_face", "message": "no face found"})
             continue
         crop, transform = crop_face(image, boxes[0], size, scale)
-        out = target / stems[relative].with_name(stems[relative].name + ".png")
+        out = target / stem.with_name(stem.name + ".png")
         out.parent.mkdir(parents=True, exist_ok=True)
         save_image(out, crop)
         rows.append({**row, "crop": str(out.relative_to(target)), "height": image.shape[0], "width": image.shape[1],

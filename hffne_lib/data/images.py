@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 from pathlib import Path
+from typing import Sequence
 
 import cv2
 import numpy as np
@@ -103,14 +105,22 @@ def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFF
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
 
 
-def output_stems(relatives: list[Path]) -> dict[Path, Path]:
-    """Each relative input path -> the stem of its outputs (the path without its suffix), with the
-    suffix kept in the stem where two inputs would share one (a.jpg and a.png -> a_jpg, a_png)."""
-    counts: dict[Path, int] = {}
+def output_stems(relatives: Sequence[Path]) -> list[Path]:
+    """The stem of each relative input path's outputs, in order and all different: the path without
+    its suffix; the suffix kept where two inputs share that stem (a.jpg and a.png -> a_jpg, a_png);
+    then a number where they still clash (a/me.jpg and b/me.jpg given as files -> me_jpg, me_jpg_2)."""
+    sharing = Counter(relative.with_suffix("") for relative in relatives)
+    stems: list[Path] = []
     for relative in relatives:
-        counts[relative.with_suffix("")] = counts.get(relative.with_suffix(""), 0) + 1
-    return {relative: relative.with_suffix("") if counts[relative.with_suffix("")] == 1
-            else relative.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}") for relative in relatives}
+        stem = relative.with_suffix("")
+        if sharing[stem] > 1:
+            stem = relative.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}")
+        unique, number = stem, 1
+        while unique in stems:
+            number += 1
+            unique = stem.with_name(f"{stem.name}_{number}")
+        stems.append(unique)
+    return stems
 
 
 def write_report(report: pd.DataFrame, path: Path) -> None:

@@ -48,17 +48,17 @@ def prepare_scan_folder(source: str | os.PathLike, target: str | os.PathLike, si
     files = list_files(source, MESH_SUFFIXES)
     stems = output_stems([file.relative_to(source) for file in files])
     rows = []
-    for file in tqdm(files, desc="scans", unit="scan", disable=not progress):
+    for file, stem in tqdm(zip(files, stems), total=len(files), desc="scans", unit="scan", disable=not progress):
         relative = file.relative_to(source)
         try:
             rendered = render_mesh_normals(read_mesh(file), size, rotation)
         except ValueError as error:
             rows.append({"file": str(relative), "status": "unreadable", "message": str(error)})
             continue
-        stem = target / stems[relative]
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        save_image(f"{stem}_normal.png", to_uint8_image(rendered["normal"]))
-        save_image(f"{stem}_mask.png", rendered["mask"][0].numpy().astype(np.uint8) * 255)
+        out = target / stem
+        out.parent.mkdir(parents=True, exist_ok=True)
+        save_image(f"{out}_normal.png", to_uint8_image(rendered["normal"]))
+        save_image(f"{out}_mask.png", rendered["mask"][0].numpy().astype(np.uint8) * 255)
         rows.append({"file": str(relative), "status": "ok", "message": ""})
     report = pd.DataFrame(rows, columns=["file", "status", "message"])
     write_report(report, target / "report.csv")
