@@ -84,7 +84,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
-    from .compare import NO_SKILL, compare_folders, comparison_figure
+    from .compare import NO_SKILL, compare_pairs, comparison_figure, load_pairs
     from .predict import OutputExistsError, check_absent
 
     for folder in (args.pred_dir, args.ref_dir):
@@ -98,13 +98,14 @@ def run_compare(args: argparse.Namespace) -> int:
     except OutputExistsError as err:
         print(f"hffne compare: {err}", file=sys.stderr)
         return EXIT_USAGE
+    pairs, problems = load_pairs(args.pred_dir, args.ref_dir)
+    for problem in problems:   # before the tables, and when nothing could be compared, why
+        print(problem, file=sys.stderr)
     try:
-        table, overall, pairs, problems = compare_folders(args.pred_dir, args.ref_dir)
+        table, overall = compare_pairs(pairs)
     except ValueError as err:
         print(f"hffne compare: {err}", file=sys.stderr)
         return EXIT_NOTHING_DONE
-    for problem in problems:
-        print(problem, file=sys.stderr)
     print(table.round(2).to_string())
     print(overall.round(2).to_string())
     print(f"agreement with the reference maps, not accuracy: neither is ground truth; a constant frontal "

@@ -98,9 +98,12 @@ def test_cli_writes_tables_and_figure(folders, capsys):
     assert (folders / "report" / "overall.csv").read_text().startswith(",mean")
 
 
-def test_cli_nothing_to_compare(folders, capsys):
+def test_cli_nothing_to_compare_says_why_for_each_reference(folders, capsys):
     assert main(["compare", str(folders / "photos"), str(folders / "refs")]) == EXIT_NOTHING_DONE
-    assert "nothing to compare" in capsys.readouterr().err
+    err = capsys.readouterr().err.splitlines()
+    refs = sorted(path.name for path in (folders / "refs").iterdir())
+    assert err[-1].startswith("hffne compare: nothing to compare")
+    assert [line.split(":")[0] for line in err[:-1]] == refs and all(": no prediction in " in line for line in err[:-1])
 
 
 def test_an_unreadable_reference_or_prediction_is_one_line_and_the_rest_goes_on(folders, capsys):
