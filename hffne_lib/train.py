@@ -475,9 +475,9 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
     def save(iteration: int) -> None:
         payload = make_payload("coarse", iteration, cfg, {"generator": unwrap(net_g), "discriminator": unwrap(net_d)},
                                {"generator": opt_g, "discriminator": opt_d}, manifest, "not used (coarse stage)")
-        save_checkpoint(stage_dir / LATEST, payload)
-        if iteration in cfg.coarse_milestones:
+        if iteration in cfg.coarse_milestones:   # first: a run killed between the two resumes before it
             save_checkpoint(milestone_path(stage_dir, iteration), payload)
+        save_checkpoint(stage_dir / LATEST, payload)
 
     net_g.train(), net_d.train()
     t0 = time.perf_counter()

@@ -12,7 +12,7 @@ import torch
 import torch.multiprocessing as mp
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_coarse, load_refiner
+from hffne_lib.checkpoint import WEIGHT_AVERAGE, load_checkpoint, load_coarse, load_refiner, save_checkpoint
 from hffne_lib.config import get_config, with_overrides
 from hffne_lib.experiments import BEYOND_PAPER_ROW, experiments
 from hffne_lib.fitting import FitSettings, fit_normals
@@ -117,6 +117,29 @@ def test_resume_equals_uninterrupted(tmp_path, stage):
         assert states_equal(full["models"][name], resumed["models"][name]), name
     logs = [read_log(tmp_path / run / stage / "log.csv").drop(columns="seconds") for run in ("full", "killed")]
     assert logs[0].equals(logs[1])
+
+
+def test_a_run_killed_between_its_two_checkpoint_writes_still_gets_its_milestone(tmp_path, monkeypatch):
+    """Iteration 10 is a milestone and a checkpoint: killed after the first of its two files, the
+    resumed run ends with the milestone, equal to the uninterrupted run's."""
+    cfg = tiny()
+    train_coarse(cfg, tmp_path / "full", dataset=RandomFaces(), progress=False)
+    writes = []
+
+    def killed_at_the_second_write_of_iteration_10(path, payload):
+        writes.append(payload["iteration"])
+        if writes.count(10) == 2:
+            raise KeyboardInterrupt
+        save_checkpoint(path, payload)
+
+    monkeypatch.setattr("hffne_lib.train.save_checkpoint", killed_at_the_second_write_of_iteration_10)
+    with pytest.raises(KeyboardInterrupt):
+        train_coarse(cfg, tmp_path / "killed", dataset=RandomFaces(), progress=False)
+    monkeypatch.undo()
+    train_coarse(cfg, tmp_path / "killed", dataset=RandomFaces(), progress=False)
+    milestones = [load_checkpoint(tmp_path / run / "coarse" / "iter_0000010.pt", "coarse")["models"]["generator"]
+                  for run in ("full", "killed")]
+    assert states_equal(*milestones)
 
 
 @pytest.mark.parametrize("stage", ["coarse", "refiner"])
