@@ -46,6 +46,9 @@ from .refiner import Refiner, RefinerConfig
 from .train import bf16_autocast, to_channels_last
 from .vgg import VGG19Features
 
+#: The refinement training step's batch, the authors' (issue #8's targets are at batch 8).
+TRAIN_BATCH = 8
+
 
 class BenchPath(nn.Module):
     """One benchmarked path: the coarse U-Net, the refiner and the perceptual loss."""
@@ -337,9 +340,7 @@ def bench_input(size: int, batch: int, data_root: str | None, iters: int, worker
         return {"samples_per_s": None, "note": "no --data-root given"}
     from torch.utils.data import DataLoader
 
-    from .data import FaceNormalDataset
-
-    dataset = FaceNormalDataset(data_root, "wild_train")
+    dataset = input_split(data_root, batch)
     loader = DataLoader(dataset, batch_size=batch, shuffle=True, num_workers=workers, drop_last=True,
                         persistent_workers=workers > 0)
     count, start, done = -batch, None, False
@@ -354,18 +355,32 @@ def bench_input(size: int, batch: int, data_root: str | None, iters: int, worker
             "resolution": int(dataset[0]["gray"].shape[-1])}
 
 
+def input_split(data_root: str, batch: int):
+    """The split ``bench_input`` reads, wild_train (a FaceNormalDataset); one-line ValueError where the
+    folder has none (prepared Photoface data) or fewer items than one ``batch``, FileNotFoundError
+    where it holds no benchmark."""
+    from .data import FaceNormalDataset
+
+    dataset = FaceNormalDataset(data_root, "wild_train")
+    if len(dataset) < batch:
+        raise ValueError(f"{data_root}: its wild_train split holds {len(dataset)} items, fewer than one batch of "
+                         f"{batch}, so the input rate cannot be timed; give a larger benchmark as --data-root")
+    return dataset
+
+
 def device_label(device: torch.device) -> str:
     """``config.device_name`` as a file name, e.g. NVIDIA_H200 or x86_64."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", device_name(device)).strip("_") or "cpu"
 
 
 def run_header(device: torch.device, size: int, train_batch: int, batches: tuple[int, ...], warmup: int,
-               iters: int, compile_fast: bool, compile_mode: str | None) -> dict:
+               iters: int, compile_fast: bool, compile_mode: str | None, data_root: str | None, workers: int) -> dict:
     """What a result of ``run`` with these arguments depends on besides the code: device, torch,
-    resolution, settings (a resumed benchmark must match it)."""
+    resolution, settings (a resumed benchmark must match it; the input section's data too)."""
     return {"device": device_label(device), "torch": torch.__version__, "resolution": size,
             "settings": {"train_batch": train_batch, "batches": list(batches), "warmup": warmup, "iters": iters,
-                         "compile": compile_fast, "compile_mode": compile_mode,
+                         "compile": compile_fast, "compile_mode": compile_mode, "data_root": data_root,
+                         "workers": workers,
                          "tf32": "PyTorch's defaults: cuDNN convolutions TF32, matmuls fp32 (agreement: strict fp32)",
                          "vgg_weights": "random (speed does not depend on the weights)"}}
 
@@ -382,7 +397,7 @@ def check_resumable(earlier: dict, header: dict) -> None:
                          f"({', '.join(f'{earlier.get(key)!r}' for key in differs)}); use another --out or --overwrite")
 
 
-def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tuple[int, ...] = (1, 32),
+def run(device: str = "cuda", size: int = 256, train_batch: int = TRAIN_BATCH, batches: tuple[int, ...] = (1, 32),
         warmup: int = 10, iters: int = 50, compile_fast: bool = True, compile_mode: str | None = "reduce-overhead",
         data_root: str | None = None, workers: int = 4, coarse: CoarseConfig | None = None,
         refiner: RefinerConfig | None = None, on_section: Callable[[dict], None] | None = None,
@@ -393,7 +408,7 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     header (else HeaderMismatch, before anything is built): its sections are kept and only the
     missing ones measured."""
     dev = torch.device(device)
-    header = run_header(dev, size, train_batch, batches, warmup, iters, compile_fast, compile_mode)
+    header = run_header(dev, size, train_batch, batches, warmup, iters, compile_fast, compile_mode, data_root, workers)
     if earlier is not None:
         check_resumable(earlier, header)
     if dev.type == "cuda":
@@ -431,11 +446,11 @@ def run(device: str = "cuda", size: int = 256, train_batch: int = 8, batches: tu
     return result
 
 
-def check_arguments(size: int, iters: int, warmup: int, workers: int, data_root: str | None) -> None:
+def check_arguments(size: int, iters: int, warmup: int, workers: int, data_root: str | None,
+                    train_batch: int = TRAIN_BATCH) -> None:
     """One-line ValueError (FileNotFoundError for a missing benchmark) for settings the timing would
     trip over only minutes in: a side the paper's coarse U-Net cannot halve down to 1 px, no timed
-    iterations, negative counts."""
-    from .data.benchmark import manifest_path
+    iterations, negative counts, a data root without a batch of ``input_split``."""
 
     side = 2 ** CoarseConfig().depth
     if size < side or size % side:
@@ -444,7 +459,7 @@ def check_arguments(size: int, iters: int, warmup: int, workers: int, data_root:
     if iters < 1 or warmup < 1 or workers < 0:
         raise ValueError(f"--iters and --warmup must be at least 1, --workers 0 or more; got {iters}, {warmup}, {workers}")
     if data_root is not None:
-        manifest_path(data_root)
+        input_split(data_root, train_batch)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,8 @@ underscore (``coarse__base_width``, ``refiner__code_dim``). Presets:
          H200 (bf16 autocast, channels_last, cudnn.benchmark; per-iteration times measured), so
          that one 10-minute command also holds the data build, the speed benchmark and the
          evaluation (scripts/gpu_check.sh). How the counts were chosen is in ``GPU_BUDGET_NOTE``.
-  paper  the paper's schedule: coarse 200k iterations, refinement 150k, batch 8, lr 1e-4.
+  paper  the paper's schedule: coarse 200k iterations, refinement 150k, batch 8, lr 1e-4; run as
+         the gpu preset (bf16 autocast, channels_last, 4 loader workers).
 
 Fields marked BEYOND THE PAPER are options this project adds; their defaults switch them off,
 so every preset trains the paper's method unless told otherwise.
@@ -166,6 +167,7 @@ class ExperimentConfig:
     eval_every: int = 0                 # > 0: refinement runs log test-split errors to eval.csv
     eval_splits: tuple[str, ...] = EVAL_SPLITS
     vgg_path: str | None = None         # ImageNet VGG19 weights; None: HFFNE_VGG19_WEIGHTS / hub cache
+    vgg_download: bool = False          # none found: download torchvision's (548 MB) into the hub cache
 
     def __post_init__(self) -> None:
         self.data_root = self.data_root or str(benchmark_folder(self.data_preset))
@@ -233,6 +235,7 @@ class ExperimentConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> "ExperimentConfig":
+        """The config ``to_dict`` wrote (a checkpoint's); TypeError for a field this code lacks."""
         return cls(**values)
 
     @classmethod
@@ -248,7 +251,8 @@ REFINEMENT_ONLY = frozenset({
     "refiner", "refine_iters", "refine_batch", "refine_lr", "refine_betas", "lambda_ref", "perceptual_weight",
     "perceptual_scale", "perceptual_layer", "paired", "refine_splits", "exemplar_iteration", "shading_weight",
     "shading_sigma", "shading_robust_scale", "shading_presmooth", "reconstruction_sigma", "integrability_weight",
-    "integrability_warmup", "refine_ema_halflife", "fit_target_steps", "vgg_path"})
+    "integrability_warmup", "refine_ema_halflife", "fit_target_steps", "vgg_path",
+    "vgg_download"})
 
 #: The settings that make a coarse stage what it is (data, resolution, its network and training):
 #: a refiner's config must agree with its coarse stage's on them, or the refiner's recorded settings,
@@ -280,7 +284,7 @@ PRESETS: dict[str, ExperimentConfig] = {
         name="gpu", data_preset="gpu", resolution=256, device="cuda", amp=True, channels_last=True,
         coarse_iters=3_000, coarse_milestones=(15, 750, 1_500), refine_iters=2_500,
         num_workers=4, log_every=50, checkpoint_every=2_000),
-    "paper": ExperimentConfig(name="paper", device="cuda"),
+    "paper": ExperimentConfig(name="paper", device="cuda", amp=True, channels_last=True, num_workers=4),
 }
 
 

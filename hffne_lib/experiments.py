@@ -38,6 +38,7 @@ from .official import CheckpointError
 from .train import (EXIT_TIME_BUDGET, RESUMABLE_CHANGES, NonFiniteLossError, TimeBudgetReached, add_override_argument,
                     add_time_budget_argument, build_benchmark_first, deadline_after, exemplar_checkpoint,
                     parse_overrides, train_coarse, train_refiner)
+from .vgg import resolve_vgg19_weights
 
 
 #: Table 1's row of the best options beyond the paper measured on CPU (docs/beyond_the_paper.md,
@@ -275,6 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     deadline = deadline_after(args.max_minutes)
     try:
         checked_device(cfg.device)                  # before minutes of building data
+        resolve_vgg19_weights(cfg.vgg_path)         # a wrong weights path: before the coarse stage
         build_benchmark_first(cfg, progress=not args.no_progress)
         train_experiments(cfg, run_dir, args.runs or list(known), progress=not args.no_progress,
                           stage_progress=not args.no_progress and args.jobs == 1, deadline=deadline, jobs=args.jobs,
@@ -282,7 +284,7 @@ def main(argv: list[str] | None = None) -> int:
     except TimeBudgetReached as err:
         print(f"hffne_lib.experiments: {err}", file=sys.stderr)
         return EXIT_TIME_BUDGET
-    except (CheckpointError, NonFiniteLossError, ValueError) as err:
+    except (CheckpointError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
         print(f"hffne_lib.experiments: {err}", file=sys.stderr)
         return 1
     return 0

@@ -10,10 +10,14 @@ from typing import Iterator
 @contextmanager
 def replaced_atomically(path: str | os.PathLike, suffix: str = ".tmp") -> Iterator[Path]:
     """Yield ``<path><suffix>`` to write; when the block ends without an error, one rename puts it
-    in ``path``'s place (a failed write leaves ``path`` as it was)."""
+    in ``path``'s place (a failed write leaves ``path`` as it was, and removes what it wrote)."""
     path = Path(path)
     tmp = path.with_name(path.name + suffix)
-    yield tmp
+    try:
+        yield tmp
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 

@@ -205,6 +205,7 @@ def final_table(curves: pd.DataFrame, start_label: str = EXEMPLAR) -> pd.DataFra
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m hffne_lib.probe``: write curves.csv and final.md to --out; SystemExit with one line on bad input."""
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.probe",
                                      description="Probe what each refinement objective rewards (no network).")
     parser.add_argument("--preset", default="cpu")
@@ -243,7 +244,7 @@ def main(argv: list[str] | None = None) -> None:
                                   [VARIANTS[name] for name in args.variants], images=args.images,
                                   steps=args.steps, lr=args.lr, eval_every=args.eval_every,
                                   progress=not args.no_progress, start=args.start)
-    except (ValueError, KeyError, OutputExistsError) as err:
+    except (ValueError, KeyError, FileNotFoundError, OutputExistsError) as err:
         raise SystemExit(f"hffne_lib.probe: {err.args[0] if err.args else err}") from None
     out.mkdir(parents=True, exist_ok=True)
     curves_csv, final_md = (out / name for name in PROBE_FILES)

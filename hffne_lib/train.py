@@ -51,9 +51,10 @@ from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_no
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .refiner import Refiner
-from .vgg import load_vgg19
+from .vgg import load_vgg19, resolve_vgg19_weights
 
-#: Config fields a resumed run may change (they do not alter the numbers it computes).
+#: Config fields a resumed run may change (they do not alter the numbers it computes; refine_iters
+#: not with integrability_warmup, which ramps over a fraction of it: ``check_resumable``).
 RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "cpu_threads", "log_every",
                      "checkpoint_every", "data_root", "eval_every", "eval_splits"}
 
@@ -403,6 +404,10 @@ def check_resumable(saved: dict[str, Any], cfg: ExperimentConfig, path: Path, ki
         if key not in ignored and now[key] != value:
             raise CheckpointError(f"{path}: cannot resume, config field {key!r} was {value!r}, "
                                   f"now {now[key]!r} (use another run_dir or resume=False)")
+    if kind == "refiner" and cfg.integrability_warmup and now["refine_iters"] != then["refine_iters"]:
+        raise CheckpointError(f"{path}: cannot resume with refine_iters={now['refine_iters']} (was "
+                              f"{then['refine_iters']}): integrability_warmup ramps over a fraction of refine_iters, "
+                              "so the weights learnt so far would not be the new run's (use another run_dir)")
 
 
 def check_same_inputs(saved: dict[str, Any], path: Path, manifest: str, exemplar_iteration: int | None) -> None:
@@ -547,7 +552,7 @@ def install_vgg(refiner: Refiner, cfg: ExperimentConfig) -> str:
     """Load the best VGG19 weights into the refiner's normal encoder; returns their source."""
     if refiner.vgg is None:
         return "not used (architecture A1)"
-    source = load_vgg19("relu5_2", cfg.vgg_path, seed=cfg.seed)
+    source = load_vgg19("relu5_2", cfg.vgg_path, cfg.vgg_download, seed=cfg.seed)
     refiner.vgg.load_state_dict(source.state_dict())
     refiner.vgg.weight_source = source.weight_source
     return source.weight_source
@@ -555,7 +560,7 @@ def install_vgg(refiner: Refiner, cfg: ExperimentConfig) -> str:
 
 def refinement_objective(cfg: ExperimentConfig) -> RefinementObjective:
     """The refinement loss of ``cfg`` (eq. 10 and its options), with its VGG19 loaded (``load_vgg19``)."""
-    perceptual = PerceptualLoss(load_vgg19(cfg.perceptual_layer, cfg.vgg_path, seed=cfg.seed),
+    perceptual = PerceptualLoss(load_vgg19(cfg.perceptual_layer, cfg.vgg_path, cfg.vgg_download, seed=cfg.seed),
                                 cfg.perceptual_scale, cfg.perceptual_layer)
     return RefinementObjective(perceptual, cfg.lambda_ref, cfg.perceptual_weight, cfg.shading_weight,
                                cfg.shading_sigma, cfg.reconstruction_sigma, cfg.shading_robust_scale,
@@ -749,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
               "deadline": deadline_after(args.max_minutes)}
     try:
         checked_device(cfg.device)                  # before minutes of building data
+        if args.stage in ("refiner", "both"):
+            resolve_vgg19_weights(cfg.vgg_path)     # a wrong weights path: before the coarse stage
         build_benchmark_first(cfg, progress=not args.no_progress)
         if args.stage in ("coarse", "both"):
             print(train_coarse(cfg, args.run_dir, **kwargs))
@@ -757,7 +764,7 @@ def main(argv: list[str] | None = None) -> int:
     except TimeBudgetReached as err:
         print(f"hffne_lib.train: {err}", file=sys.stderr)
         return EXIT_TIME_BUDGET
-    except (CheckpointError, NonFiniteLossError, ValueError) as err:
+    except (CheckpointError, NonFiniteLossError, FileNotFoundError, ValueError) as err:
         print(f"hffne_lib.train: {err}", file=sys.stderr)
         return 1
     finally:

@@ -91,6 +91,16 @@ def test_input_rate_is_measured_on_a_built_benchmark(tmp_path):
     rate = bench.bench_input(32, batch=2, data_root=str(tmp_path), iters=3, workers=0)
     assert rate["samples_per_s"] > 0 and rate["resolution"] == 32
     assert bench.bench_input(32, 2, None, 3, 0)["samples_per_s"] is None
+    # refused before any timing (it looped for ever on a split smaller than a batch)
+    with pytest.raises(ValueError, match=r"its wild_train split holds \d+ items, fewer than one batch of 1000000"):
+        bench.check_arguments(256, 1, 1, 0, str(tmp_path), train_batch=10**6)
+    lab_only = tmp_path / "lab_only"     # as prepared Photoface data: lab splits only
+    lab_only.mkdir()
+    manifest = json.loads((tmp_path / "manifest.json").read_text())
+    del manifest["splits"]["wild_train"]
+    (lab_only / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match=r"lab_only holds no 'wild_train' split"):
+        bench.check_arguments(256, 1, 1, 0, str(lab_only))
 
 
 def test_the_profile_names_the_op_that_takes_the_time():
@@ -161,7 +171,7 @@ def test_an_earlier_result_is_kept_unless_resumed_or_overwritten(tmp_path, capsy
     out = tmp_path / "out"
     out.mkdir()
     path = out / f"{bench.device_label(torch.device('cpu'))}.json"
-    header = bench.run_header(torch.device("cpu"), 512, 8, (1, 32), 10, 50, True, "reduce-overhead")  # main's
+    header = bench.run_header(torch.device("cpu"), 512, 8, (1, 32), 10, 50, True, "reduce-overhead", None, 4)  # main's
     earlier = {**header, "agreement": {"fp32_mean_deg": 0.0}}
     path.write_text(json.dumps(earlier))
     for arguments, message in ((["--size", "512"], "exists (--resume finishes it, --overwrite replaces it)"),

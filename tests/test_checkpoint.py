@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint, load_coarse, load_refiner
-from hffne_lib.config import ExperimentConfig
+from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint, load_coarse, load_refiner, save_checkpoint
+from hffne_lib.config import ExperimentConfig, with_overrides
 from hffne_lib.pipeline import NormalEstimator
 from hffne_lib.predict import load_estimator
 from hffne_lib.train import check_resumable, check_same_inputs, train_coarse, train_refiner
@@ -80,6 +80,18 @@ def test_resume_refuses_a_changed_config_but_allows_a_longer_run(run):
                       dataset=RandomFaces(), progress=False)
     longer = train_refiner(tiny(coarse_iters=3, refine_iters=3, seed=7), root, dataset=RandomFaces(), progress=False)
     assert load_checkpoint(longer, "refiner")["iteration"] == 3
+
+
+def test_a_longer_run_is_refused_where_the_curl_warm_up_would_stretch_under_it(tmp_path):
+    """integrability_warmup ramps over a fraction of refine_iters: resumed longer, the ramp would
+    restart lower than the weights were trained with, and the run would not be the uninterrupted one."""
+    cfg = tiny(coarse_iters=2, refine_iters=2, seed=3, integrability_weight=0.1, integrability_warmup=0.5)
+    train_coarse(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    train_refiner(cfg, tmp_path, dataset=RandomFaces(), progress=False)
+    with pytest.raises(CheckpointError, match=r"refiner/latest.pt: cannot resume with refine_iters=4 \(was 2\): "
+                                              r"integrability_warmup ramps over a fraction of refine_iters"):
+        train_refiner(with_overrides(cfg, refine_iters=4), tmp_path, dataset=RandomFaces(), progress=False)
+    assert load_checkpoint(tmp_path / "refiner" / "latest.pt", "refiner")["iteration"] == 2
 
 
 def test_a_coarse_stage_resumes_under_any_refinement_settings_and_a_refiner_only_on_its_exemplars(tmp_path):
@@ -181,3 +193,17 @@ def test_a_refiner_learns_only_from_the_coarse_stage_its_config_describes(tmp_pa
     refiner = train_refiner(tiny(coarse_iters=2, refine_iters=1, coarse_warp=0.5, seed=4), tmp_path,
                             dataset=RandomFaces(), progress=False)              # another seed is the refiner's own
     assert load_checkpoint(refiner, "refiner")["exemplar"]["iteration"] == 2
+
+
+def test_a_checkpoint_write_that_fails_keeps_the_old_file_and_leaves_no_partial_one(tmp_path, monkeypatch):
+    path = save_checkpoint(tmp_path / "latest.pt", {"iteration": 1})
+
+    def disk_full(obj, file):
+        open(file, "wb").write(b"half of it")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(torch, "save", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        save_checkpoint(path, {"iteration": 2})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["latest.pt"]
+    monkeypatch.undo()
+    assert torch.load(path, weights_only=True) == {"iteration": 1}

@@ -177,6 +177,11 @@ def test_command_line_time_budget_exit_code_and_one_line_errors(tmp_path, capsys
     assert bad.value.code == 2 and capsys.readouterr().err.count("\n") == 1
     assert main(["refiner", "--run-dir", str(tmp_path / "x"), "--set", f"data_root={tmp_path / 'data'}"]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1         # no coarse checkpoint: one line
+    wrong_vgg = ["both", "--run-dir", str(tmp_path / "y"), "--set", f"data_root={tmp_path / 'no_data'}",
+                 f"vgg_path={tmp_path / 'vgg19.pth'}"]
+    assert main(wrong_vgg) == 1 and not (tmp_path / "y").exists() and not (tmp_path / "no_data").exists()
+    assert capsys.readouterr().err == (f"hffne_lib.train: VGG19 weights not found at {tmp_path / 'vgg19.pth'} (set by "
+                                       "argument); fix the path or unset it to fall back to the hub cache\n")
 
 
 def test_evaluation_during_training_is_logged_and_changes_nothing(tmp_path):

@@ -76,3 +76,22 @@ def test_layers_match_torchvision_indices():
     assert out["relu1_2"].shape == (1, 64, 64, 64) and out["relu5_2"].shape == (1, 512, 4, 4)
     with pytest.raises(ValueError, match="stops at relu1_2"):
         VGG19Features("relu1_2")(torch.rand(1, 3, 16, 16), ("relu5_2",))
+
+
+def test_training_downloads_the_weights_only_when_its_config_asks(isolated_hub, monkeypatch):
+    """``vgg_download=True`` fetches torchvision's file into the hub cache, where later runs find it."""
+    from hffne_lib.config import get_config
+    from hffne_lib.train import refinement_objective
+
+    fetched = []
+
+    def fake_download(url, dst, progress=True):
+        fetched.append(url)
+        _torchvision_style_file(dst, 0.5)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", fake_download)
+    with pytest.warns(RandomVGGWarning):
+        assert "STAND-IN" in refinement_objective(get_config("ci")).perceptual.vgg.weight_source
+    assert fetched == []
+    objective = refinement_objective(get_config("ci", vgg_download=True))
+    assert fetched == [vgg_module.VGG19_URL] and objective.perceptual.vgg.weight_source == str(vgg_module.hub_cache_path())
+    assert objective.perceptual.vgg.features[0].weight.flatten()[0].item() == 0.5
