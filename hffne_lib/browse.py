@@ -5,9 +5,10 @@
     browser.show()          # ipywidgets in JupyterLab; a static matplotlib grid without a kernel
     browser.figure()        # the static grid of one selection (what papermill/nbval runs keep)
 
-The computing parts are plain functions (``browse_panels``) so they are testable without
-widgets; the widgets only call them and show the result as one PNG (or, when a variant cannot be
-loaded or drawn, its one-line error in place of the picture). ``fitting`` settings
+The computing parts are plain functions (``panels_of``: the panels of an item's
+``figures.predict_stages``) so they are testable without widgets; the widgets only call them and
+show the result as one PNG (or, when a variant cannot be loaded or drawn, its one-line error in
+place of the picture). ``fitting`` settings
 (hffne_lib.fitting, beyond the paper) add the exemplar fitted to the image and its error. Empty
 splits are left out (the browser says which).
 """
@@ -82,13 +83,6 @@ def panels_of(item: Item, prediction: StageNormals, azimuth: float, elevation: f
     panels["shading"] = shading_panel(result, mask, azimuth, elevation)
     panels["relit"] = relit_panel(albedo, result, mask, azimuth, elevation, ambient)
     return panels
-
-
-def browse_panels(estimator: NormalEstimator, item: Item, azimuth: float, elevation: float,
-                  ambient: float = RELIGHT_AMBIENT) -> dict[str, np.ndarray]:
-    """Run ``estimator`` on one item (fitting too when ``estimator.fitting`` is set) and return its
-    panels (see ``panels_of``)."""
-    return panels_of(item, predict_stages(estimator, [item], fit=True), azimuth, elevation, ambient)
 
 
 def panels_figure(panels: Mapping[str, np.ndarray], title: str) -> Figure:

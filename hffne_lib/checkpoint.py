@@ -31,7 +31,7 @@ import torch
 from .coarse import CoarseConfig, UNetGenerator
 from .config import ExperimentConfig
 from .files import replaced_atomically
-from .official import CheckpointError
+from .official import CheckpointError, read_checkpoint
 from .refiner import Refiner, RefinerConfig
 
 FORMAT_VERSION = 1
@@ -83,6 +83,7 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def milestone_path(stage_dir: str | os.PathLike, iteration: int) -> Path:
+    """Where a coarse stage keeps its checkpoint of ``iteration`` (Table 3's exemplars): iter_NNNNNNN.pt."""
     return Path(stage_dir) / f"iter_{iteration:07d}.pt"
 
 
@@ -115,12 +116,7 @@ def load_checkpoint(path: str | os.PathLike, kind: str, resolution: int | None =
     """Read a checkpoint of ``kind``; one-line CheckpointError when it is missing or does not fit.
     ``mmap``: tensors memory-mapped, not read (for its entries alone; ``map_location`` is then the CPU)."""
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: no such checkpoint")
-    try:
-        payload = torch.load(path, map_location="cpu" if mmap else map_location, weights_only=True, mmap=mmap)
-    except Exception as err:  # noqa: BLE001 - any unpickling failure means an unusable file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from err
+    payload = read_checkpoint(path, map_location, mmap)
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_VERSION or "kind" not in payload:
         raise CheckpointError(f"{path}: not a hffne training checkpoint (format {FORMAT_VERSION})")
     if payload["kind"] != kind:

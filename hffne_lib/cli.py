@@ -21,6 +21,7 @@ COMPARISON_FILES = ("per_image.csv", "overall.csv", "comparison.png")
 
 
 def add_predict_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``hffne predict`` sub-command and its options."""
     parser = commands.add_parser("predict", help="normal maps of the faces in photos",
                                  description="Detect, crop and estimate face normals; one folder of outputs per photo.")
     parser.add_argument("paths", nargs="+", metavar="PATH", help="photos (JPEG, PNG, WebP, TIFF, BMP) or folders")
@@ -48,6 +49,7 @@ def add_predict_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def add_compare_parser(commands: argparse._SubParsersAction) -> None:
+    """The ``hffne compare`` sub-command and its options."""
     parser = commands.add_parser("compare", help="agreement of predictions with reference normal maps",
                                  description="Mean angular difference inside our face mask, per image and "
                                              "overall, plain and after a per-image mean-offset correction.")
@@ -59,6 +61,7 @@ def add_compare_parser(commands: argparse._SubParsersAction) -> None:
 
 
 def run_predict(args: argparse.Namespace) -> int:
+    """``hffne predict``: load the model, predict every photo, print the summary; the exit code."""
     from .data import DetectorUnavailableError
     from .fitting import FitSettings
     from .predict import load_estimator, predict_paths  # torch and the models load only when asked
@@ -84,6 +87,7 @@ def run_predict(args: argparse.Namespace) -> int:
 
 
 def run_compare(args: argparse.Namespace) -> int:
+    """``hffne compare``: pair predictions with reference maps, print and write the tables; the exit code."""
     from .compare import NO_SKILL, compare_pairs, comparison_figure, load_pairs
     from .predict import OutputExistsError, check_absent
 

@@ -27,9 +27,11 @@ class CoarseConfig:
     disc_layers: int = 3             # 3: the 70 x 70 PatchGAN
 
     def build_generator(self) -> "UNetGenerator":
+        """The exemplar network: grey 1 x H x W in, normals 3 x H x W out."""
         return UNetGenerator(1, self.base_width, self.depth, self.test_time_dropout)
 
     def build_discriminator(self) -> "PatchDiscriminator":
+        """The PatchGAN: grey image and normals (4 channels) in, a map of real/fake logits out."""
         return PatchDiscriminator(4, self.disc_width, self.disc_layers)
 
 

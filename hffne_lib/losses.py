@@ -8,7 +8,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .conventions import surface_slopes
+from .conventions import encode_rgb, surface_slopes
 from .filters import band_pass, low_pass
 from .vgg import VGG19Features
 
@@ -43,7 +43,7 @@ class PerceptualLoss(nn.Module):
 
     def forward(self, normals: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
         target = self.vgg(rgb, (self.layer,))[self.layer]
-        features = self.vgg(normals / 2 + 0.5, (self.layer,))[self.layer]
+        features = self.vgg(encode_rgb(normals), (self.layer,))[self.layer]
         return F.l1_loss(features, target) * self.scale
 
 

@@ -85,19 +85,20 @@ def official_coarse_shapes(generator: UNetGenerator) -> dict[str, tuple[int, ...
     return {key: tuple(value.shape) for key, value in generator.state_dict().items()}
 
 
-def read_checkpoint(path: str | os.PathLike) -> object:
-    """torch.load a checkpoint safely (tensors and plain containers only), one-line errors."""
+def read_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu", mmap: bool = False) -> object:
+    """torch.load a checkpoint safely (tensors and plain containers only), one-line CheckpointErrors.
+    ``mmap``: tensors memory-mapped, not read (``map_location`` is then the CPU)."""
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint file not found")
+        raise CheckpointError(f"{path}: no such checkpoint")
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path}: checkpoint file is empty")
     try:
         with torch.serialization.safe_globals([argparse.Namespace]):
-            return torch.load(path, map_location="cpu", weights_only=True)
+            return torch.load(path, map_location="cpu" if mmap else map_location, weights_only=True, mmap=mmap)
     except Exception as err:  # corrupt files raise many different types
         detail = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
-        raise CheckpointError(f"{path}: cannot be read as a torch checkpoint ({detail})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {detail})") from None
 
 
 def check_state(path: Path, state: object, expected: dict[str, tuple[int, ...]], what: str) -> None:

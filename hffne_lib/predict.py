@@ -287,6 +287,7 @@ class BatchSummary:
     OUTCOMES = ("done", "no face", "unreadable", "skipped (exists)", "not written")
 
     def add(self, outcome: str, message: str | None = None, seconds: float | None = None) -> None:
+        """Count one photo's ``outcome`` (one of OUTCOMES), with its one-line message and its time."""
         self.counts[outcome] += 1
         if message:
             self.messages.append(message)

@@ -180,6 +180,7 @@ class NormalEncoder(nn.Module):
         )
 
     def vgg_features(self, exemplar: torch.Tensor) -> torch.Tensor:
+        """VGG19 relu5_2 features of the exemplar normals: B x 3 x H x W -> B x 512 x H/16 x W/16."""
         return self.vgg(exemplar, ("relu5_2",))["relu5_2"]
 
     def forward(self, exemplar: torch.Tensor) -> torch.Tensor:

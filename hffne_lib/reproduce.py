@@ -68,6 +68,7 @@ def run_all(preset: str, device: str | None, out: Path, kernel: str = "python3",
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m hffne_lib.reproduce`` (``make reproduce``): run the notebooks in order; the exit code."""
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.reproduce", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="smoke", choices=list(PRESETS), help="experiment preset (default smoke)")
     parser.add_argument("--device", help="torch device for training and evaluation (default: the preset's, "

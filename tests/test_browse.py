@@ -8,7 +8,7 @@ from matplotlib.figure import Figure
 
 from hffne_lib import browse
 from hffne_lib.config import get_config
-from hffne_lib.figures import ERROR_COLORBAR_LABEL, StageNormals
+from hffne_lib.figures import ERROR_COLORBAR_LABEL, StageNormals, predict_stages
 from hffne_lib.fitting import FitSettings
 from hffne_lib.official import CheckpointError
 from test_figures import RES, coarse_only_estimator, image_panels, make_item, tiny_estimator
@@ -17,21 +17,26 @@ from test_figures import RES, coarse_only_estimator, image_panels, make_item, ti
 UNFITTED = tuple(name for name in browse.PANELS if not name.startswith("fitted"))
 
 
+def browse_panels(estimator, item, azimuth: float, elevation: float) -> dict[str, np.ndarray]:
+    """The panels the browser shows for one item (fitting too when the estimator has settings)."""
+    return browse.panels_of(item, predict_stages(estimator, [item], fit=True), azimuth, elevation)
+
+
 def test_browse_panels_keys_and_shapes():
     item = make_item(0)
-    panels = browse.browse_panels(tiny_estimator(), item, 30.0, 10.0)
+    panels = browse_panels(tiny_estimator(), item, 30.0, 10.0)
     assert tuple(panels) == UNFITTED
     assert all(p.shape == (RES, RES, 3) for p in panels.values())
     photo = {k: item[k] for k in ("gray", "rgb")}   # a real photo: no ground truth, no mask
-    assert tuple(browse.browse_panels(tiny_estimator(), photo, 0.0, 0.0)) == (
+    assert tuple(browse_panels(tiny_estimator(), photo, 0.0, 0.0)) == (
         "input", "exemplar", "refined", "shading", "relit")
     fitting = tiny_estimator()
     fitting.fitting = FitSettings(steps=2)
-    fitted = browse.browse_panels(fitting, item, 30.0, 10.0)
+    fitted = browse_panels(fitting, item, 30.0, 10.0)
     assert tuple(fitted) == browse.PANELS
     assert all(np.array_equal(fitted[name], panels[name]) for name in UNFITTED)   # the rest as without
     assert not np.array_equal(fitted["fitted"], fitted["exemplar"])
-    coarse_only = browse.browse_panels(coarse_only_estimator(), item, 30.0, 10.0)    # no refiner: its fit instead
+    coarse_only = browse_panels(coarse_only_estimator(), item, 30.0, 10.0)    # no refiner: its fit instead
     assert tuple(coarse_only) == tuple(name for name in browse.PANELS if not name.startswith("refined"))
 
 

@@ -89,8 +89,8 @@ def test_bad_refiner_checkpoints_give_one_line_errors(release, tmp_path, kind):
     folder = release[0]
     good = (folder / "RefinerModel.pt").read_bytes()
     bad = tmp_path / "RefinerModel.pt"
-    expect = {"missing": "not found", "empty": "empty", "truncated": "cannot be read",
-              "garbage": "cannot be read", "wrong_kind": "expected a dict with 'NormalEncoder'",
+    expect = {"missing": "no such checkpoint", "empty": "empty", "truncated": "not a readable checkpoint",
+              "garbage": "not a readable checkpoint", "wrong_kind": "expected a dict with 'NormalEncoder'",
               "renamed_key": "unexpected key 'up2.SDFT.kernel'",
               "dropped_key": "missing key 'up2.SDFT.weight'", "wrong_shape": "key 'outc.2.weight'",
               "extra_key": "unexpected key 'extra.weight'"}[kind]

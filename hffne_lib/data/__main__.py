@@ -18,6 +18,7 @@ from .benchmark import BENCHMARK_PRESETS, available_cores, benchmark_folder, bui
 
 
 def main(argv: list[str] | None = None) -> int:
+    """``python -m hffne_lib.data``: build (or check) a benchmark; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m hffne_lib.data", description=__doc__.splitlines()[0])
     parser.add_argument("--preset", default="ci", choices=sorted(BENCHMARK_PRESETS), help="data preset (default ci)")
     parser.add_argument("--root", type=Path, help="benchmark folder (default data/synthetic_<preset>)")

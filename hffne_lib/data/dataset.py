@@ -13,6 +13,7 @@ from torch.utils.data import Dataset
 from ..conventions import encode_rgb, normalize, rgb_to_gray, shade_lambertian
 from ..metrics import evaluate_set
 from .benchmark import SPLITS, manifest_path, split_role
+from .images import to_uint8
 from .shards import open_shard, sha256_file
 from .synthetic import LIGHT_FIELDS
 
@@ -108,7 +109,7 @@ def preview_grid(dataset: Dataset, count: int = 4, stride: int | None = None) ->
                  item["mask"].expand(3, -1, -1), item["detail_mask"].expand(3, -1, -1)]
         rows.append(torch.cat(tiles, dim=2))
     grid = torch.cat(rows, dim=1).permute(1, 2, 0)
-    return (grid.clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return to_uint8(grid.numpy())
 
 
 def stereo_error(dataset: FaceNormalDataset) -> pd.Series:

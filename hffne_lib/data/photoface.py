@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from ..conventions import rgb_to_gray
 from .benchmark import begin_build, build_lock, finish_build
-from .faces import crop_face, detect_faces
+from .faces import CROP_SCALE, crop_face, detect_faces
 from .images import load_image
 from .photometric import photometric_stereo
 from .shards import write_shard
@@ -94,7 +94,7 @@ def process_capture(images: np.ndarray, lights: np.ndarray, size: int = 256, det
     mask = albedo > 0.25 * torch.quantile(albedo.flatten(), 0.99)
     if detect:
         yy, xx = torch.meshgrid(torch.arange(size) + 0.5 - size / 2, torch.arange(size) + 0.5 - size / 2, indexing="ij")
-        face = size / 1.2 / 2
+        face = size / CROP_SCALE / 2   # half the detector's box in the crop
         mask &= ((xx / (0.95 * face)) ** 2 + (yy / (1.15 * face)) ** 2 <= 1.0)[None]
     return {"images": crops, "lights": torch.as_tensor(lights, dtype=torch.float32), "normal": normal * mask,
             "albedo": albedo.clamp(0, 1) * mask, "mask": mask}

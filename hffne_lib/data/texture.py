@@ -96,6 +96,7 @@ class _FaceFrame:
         self.marks = {k: np.stack(self.to_face(v)) for k, v in uv.items()}
 
     def to_face(self, uv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Texture coordinates (... x 2) -> face coordinates (x, y), in inter-ocular distances from the eyes' centre."""
         d = (uv - self.origin) / self.iod
         return d @ self.ex, d @ self.ey
 
