@@ -111,15 +111,17 @@ def output_stems(relatives: Sequence[Path]) -> list[Path]:
     then a number where they still clash (a/me.jpg and b/me.jpg given as files -> me_jpg, me_jpg_2)."""
     sharing = Counter(relative.with_suffix("") for relative in relatives)
     stems: list[Path] = []
+    taken: set[Path] = set()
     for relative in relatives:
         stem = relative.with_suffix("")
         if sharing[stem] > 1:
             stem = relative.with_name(f"{relative.stem}_{relative.suffix.lstrip('.').lower()}")
         unique, number = stem, 1
-        while unique in stems:
+        while unique in taken:
             number += 1
             unique = stem.with_name(f"{stem.name}_{number}")
         stems.append(unique)
+        taken.add(unique)
     return stems
 
 
