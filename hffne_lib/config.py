@@ -37,7 +37,7 @@ from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
 from .data.benchmark import BENCHMARK_PRESETS, benchmark_folder
 from .refiner import RefinerConfig
-from .losses import PERCEPTUAL_RELEASE_SCALE
+from .losses import PERCEPTUAL_RELEASE_SCALE, check_shading_blurs
 from .vgg import LAYER_INDEX
 
 #: Splits the refinement stage may draw its (ground-truth-free) training images from.
@@ -194,9 +194,7 @@ class ExperimentConfig:
         check_yaw(self.coarse_relight_yaw)
         if self.coarse_relight_yaw and not self.coarse_relight:
             raise ValueError("coarse_relight_yaw turns only relit images; set coarse_relight > 0 too")
-        if not 0.0 <= self.shading_presmooth < self.shading_sigma:
-            raise ValueError(f"shading_presmooth is a blur in px in [0, shading_sigma={self.shading_sigma}), "
-                             f"got {self.shading_presmooth}")
+        check_shading_blurs(self.shading_sigma, self.shading_presmooth)
         if not 0.0 <= self.integrability_warmup <= 1.0:
             raise ValueError(f"integrability_warmup is a fraction of refine_iters in [0, 1], got {self.integrability_warmup}")
         if self.refine_ema_halflife < 0:

@@ -11,7 +11,9 @@ import torch.nn.functional as F
 
 
 def gaussian_blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur (reflect padding): B x C x H x W -> B x C x H x W; sigma in px."""
+    """Separable Gaussian blur (reflect padding): B x C x H x W -> B x C x H x W; sigma in px (> 0)."""
+    if not sigma > 0:
+        raise ValueError(f"a Gaussian blur needs sigma > 0 px, got {sigma}")
     radius = max(1, math.ceil(3 * sigma))
     x = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
     kernel = torch.exp(-x ** 2 / (2 * sigma ** 2))

@@ -26,7 +26,7 @@ from typing import Callable
 import torch
 
 from .conventions import normalize
-from .losses import RefinementObjective
+from .losses import RefinementObjective, check_shading_blurs
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class FitSettings:
         if not (self.shading_weight > 0 or self.integrability_weight > 0):
             raise ValueError("fitting needs shading_weight > 0 or integrability_weight > 0: "
                              "the smooth-L1 to the exemplar alone keeps the exemplar")
+        check_shading_blurs(self.shading_sigma, self.shading_presmooth)
 
     def objective(self) -> RefinementObjective:
         """The objective these settings fit: no perceptual term, so no VGG19."""

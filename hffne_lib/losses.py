@@ -88,6 +88,13 @@ def fit_lighting(gray: torch.Tensor, normals: torch.Tensor, mask: torch.Tensor, 
     return torch.linalg.solve(gram + ridge * weight.sum(1).view(-1, 1, 1) * eye, rhs)
 
 
+def check_shading_blurs(sigma: float, presmooth: float) -> None:
+    """One-line ValueError unless the shading term's blurs (px) are usable: 0 <= presmooth < sigma."""
+    if not 0.0 <= presmooth < sigma:
+        raise ValueError(f"shading_presmooth is a blur in px in [0, shading_sigma={sigma}), got {presmooth}"
+                         + ("" if sigma > 0 else "; shading_sigma must be above 0"))
+
+
 def high_frequency_shading_loss(normals: torch.Tensor, gray: torch.Tensor, exemplar: torch.Tensor,
                                 mask: torch.Tensor, sigma: float, robust_scale: float = 0.0,
                                 presmooth: float = 0.0) -> torch.Tensor:

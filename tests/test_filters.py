@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import pytest
 import torch
 
 from hffne_lib.filters import band_pass, gaussian_blur, high_pass, low_pass
@@ -38,3 +39,9 @@ def test_band_pass_keeps_the_detail_band_and_drops_pixel_noise():
     assert energy(high_pass(noise, mask, 2.0)) > 0.9 and energy(high_pass(detail, mask, 2.0)) > 0.2
     assert energy(band_pass(noise, mask, 2.0, 0.75)) < 0.05 * energy(high_pass(noise, mask, 2.0))
     assert energy(band_pass(detail, mask, 2.0, 0.75)) > 0.6 * energy(high_pass(detail, mask, 2.0))
+
+
+@pytest.mark.parametrize("sigma", [0.0, -1.0])
+def test_a_blur_without_width_is_refused_rather_than_nan(sigma):
+    with pytest.raises(ValueError, match=f"sigma > 0 px, got {sigma}"):
+        gaussian_blur(torch.ones(1, 1, 8, 8), sigma)

@@ -53,7 +53,9 @@ def test_adam_on_normals_sees_every_step_and_zero_steps_keep_the_start():
 
 @pytest.mark.parametrize("settings, message", [
     (dict(steps=0), "steps >= 1"), (dict(lr=0.0), "lr > 0"),
-    (dict(shading_weight=0.0, integrability_weight=0.0), "keeps the exemplar")])
+    (dict(shading_weight=0.0, integrability_weight=0.0), "keeps the exemplar"),
+    (dict(shading_sigma=0.0, shading_presmooth=0.0), "shading_sigma must be above 0"),
+    (dict(shading_presmooth=2.0), "in \\[0, shading_sigma=2.0\\), got 2.0")])
 def test_bad_fit_settings_say_what_is_wrong(settings, message):
     with pytest.raises(ValueError, match=message):
         FitSettings(**settings)
