@@ -11,6 +11,9 @@ from .filters import low_pass
 
 DEFAULT_THRESHOLDS = (20.0, 25.0, 30.0)
 
+#: Shorter normals inside a mask have no direction to measure (``check_measurable``).
+MIN_NORMAL_LENGTH = 1e-6
+
 #: Fine band of the fine-band error: Gaussian sigma as a fraction of the image side
 #: (2 px at 128 px, 4 px at 256 px): wrinkles, brows and pores are narrower than this.
 FINE_BAND_SIGMA = 1.0 / 64
@@ -47,11 +50,28 @@ def image_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
     """Angular errors (degrees) of the mask pixels, one 1-D tensor per image.
 
     pred, target: B x 3 x H x W; mask: B x 1 x H x W or B x H x W (bool or 0/1). ``errors``
-    (B x H x W) replaces the plain angular error, e.g. by ``fine_band_error``.
+    (B x H x W) replaces the plain angular error, e.g. by ``fine_band_error``. A one-line
+    ValueError when a mask pixel of either map is NaN, infinite or zero-length (no angle to measure).
     """
     errors = angular_error(pred, target) if errors is None else errors
     mask = mask.reshape(errors.shape).bool()
+    for name, normals in (("prediction", pred), ("ground truth", target)):
+        check_measurable(normals, mask, name)
     return [errors[i][mask[i]] for i in range(errors.shape[0])]
+
+
+def check_measurable(normals: torch.Tensor, mask: torch.Tensor, name: str) -> None:
+    """One-line ValueError naming ``name`` when a pixel of ``mask`` (B x H x W bool) holds a NaN,
+    infinite or zero-length vector of ``normals`` (B x 3 x H x W): the table would hide it as NaN or 90 deg."""
+    length = normals.detach().double().norm(dim=1)[mask]
+    broken = int((~torch.isfinite(length)).sum())
+    if broken:
+        raise ValueError(f"the {name} is NaN or infinite at {broken} of {length.numel()} face pixels: nothing to "
+                         "measure there (a diverged model or damaged data)")
+    empty = int((length < MIN_NORMAL_LENGTH).sum())
+    if empty:
+        raise ValueError(f"the {name} has zero-length normals at {empty} of {length.numel()} face pixels: their angle "
+                         "is undefined (a mask larger than the normal map's face?)")
 
 
 def summarize_errors(per_image: Sequence[torch.Tensor], thresholds: Sequence[float] = DEFAULT_THRESHOLDS,

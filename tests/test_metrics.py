@@ -93,3 +93,14 @@ def test_image_errors_takes_precomputed_errors():
     mask = torch.ones(1, 1, 4, 4)
     given = torch.full((1, 4, 4), 7.0)
     assert image_errors(target, target, mask, given)[0].tolist() == [7.0] * 16
+
+
+@pytest.mark.parametrize("broken, name, problem", [
+    ("pred", "prediction", "NaN or infinite at 1 of 16"), ("target", "ground truth", "zero-length normals at 1 of 16")])
+def test_an_undefined_normal_inside_the_mask_is_refused_not_averaged(broken, name, problem):
+    pred, target, mask = _frontal(size=4), _frontal(size=4), torch.ones(1, 1, 4, 4, dtype=torch.bool)
+    {"pred": pred, "target": target}[broken][0, :, 1, 2] = float("nan") if broken == "pred" else 0.0
+    with pytest.raises(ValueError, match=f"the {name} .*{problem} face pixels"):
+        evaluate_set(pred, target, mask)
+    mask[0, 0, 1, 2] = False   # outside the mask the same pixel is no concern
+    assert evaluate_set(pred, target, mask)["mean"] == pytest.approx(0.0, abs=1e-3)
