@@ -35,7 +35,7 @@ from .fitting import FitSettings
 from .metrics import DEFAULT_THRESHOLDS, FINE_BAND_SIGMA, fine_band_error, image_errors, per_image_table, summarize_errors
 from .official import CheckpointError
 from .pipeline import NormalEstimator
-from .predict import OutputExistsError, check_absent, resolve_checkpoints
+from .predict import OutputExistsError, check_absent, model_resolution, resolve_checkpoints
 
 #: What ``--out`` receives; an earlier evaluation there is kept unless ``--overwrite``.
 EVALUATION_FILES = ("evaluation.csv", "evaluation.md", "evaluation.tex", "summary.csv")
@@ -116,6 +116,15 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
     return Evaluation(pd.DataFrame(rows).reset_index(drop=True), pd.concat(tables, ignore_index=True))
 
 
+def check_resolution(estimator: NormalEstimator, dataset: Dataset, name: str) -> None:
+    """One-line ValueError when ``dataset``'s images are not of the size the estimator was trained at
+    (its blurs and receptive fields are in pixels, so another size measures another model)."""
+    size, side = model_resolution(estimator), tuple(dataset[0]["gray"].shape[-2:]) if len(dataset) else None
+    if side is not None and side != (size, size):
+        raise ValueError(f"{name}: images are {side[0]} x {side[1]} px but the model was trained at {size} x {size}: "
+                         "evaluate it on data of its resolution (--data-root of its data preset)")
+
+
 def evaluate_splits(estimator: NormalEstimator, datasets: dict[str, Dataset], batch_size: int = 16,
                     target: str = "normal", progress: bool = True) -> Evaluation:
     """``evaluate`` on several named datasets, rows stacked (a "split" column tells them apart)."""
@@ -161,6 +170,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path or coarse_path, "config"))
         cfg.data_root = args.data_root or cfg.data_root
         datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
+        for split, data in datasets.items():
+            check_resolution(estimator, data, f"{cfg.data_root} {split}")
     except (CheckpointError, FileNotFoundError, OutputExistsError, ValueError) as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2

@@ -127,3 +127,14 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     assert evaluate_main([str(tmp_path / "run" / "coarse"), "--splits", "scans"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "a coarse checkpoint alone has no refiner" in err
+
+
+def test_data_of_another_resolution_than_the_model_is_refused():
+    from types import SimpleNamespace
+
+    from hffne_lib.evaluate import check_resolution
+
+    trained_at_64 = SimpleNamespace(provenance={"resolution": 64})
+    check_resolution(trained_at_64, [{"gray": torch.zeros(1, 64, 64)}], "same size")
+    with pytest.raises(ValueError, match="bench scans: images are 128 x 128 px but the model was trained at 64 x 64"):
+        check_resolution(trained_at_64, [{"gray": torch.zeros(1, 128, 128)}], "bench scans")
