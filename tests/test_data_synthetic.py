@@ -174,3 +174,17 @@ def test_texture_blur_keeps_its_mass_and_does_not_wrap_round_uv_space():
     inside = np.zeros((64, 64))
     inside[32, 32] = 1.0
     assert _blur(inside, 2.0).sum() == pytest.approx(1.0, abs=1e-6)     # far from borders: a plain Gaussian
+
+
+@pytest.mark.parametrize("content, problem", [
+    (b"PK\x03\x04 cut short", "not a readable npz"), (b"mean 1 2 3", "not a readable npz \\(ValueError: This file contains pickled"),
+    (None, "not a Surrey Face Model npz, it lacks basis, eigenvalues, triangles, texcoords, expressions")])
+def test_a_file_that_is_not_the_surrey_face_model_is_a_one_line_error(tmp_path, content, problem):
+    path = tmp_path / "sfm.npz"
+    if content is None:
+        np.savez(path, mean=np.zeros((3, 3)))
+    else:
+        path.write_bytes(content)
+    with pytest.raises(ValueError, match=f"^{path}: {problem}") as error:
+        SurreyFaceModel(path)
+    assert "\n" not in str(error.value)

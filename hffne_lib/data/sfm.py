@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -39,12 +40,24 @@ def resolve_sfm_path(path: str | os.PathLike | None = None) -> Path | None:
     return chosen
 
 
+#: The npz's fields (see the module doc).
+SFM_FIELDS = ("mean", "basis", "eigenvalues", "triangles", "texcoords", "expressions", "expression_names")
+
+
 class SurreyFaceModel:
     """The loaded model; ``sample(rng)`` draws identities as FaceShape."""
 
     def __init__(self, path: str | os.PathLike):
         path = resolve_sfm_path(path)
-        with np.load(path) as data:
+        try:
+            archive = np.load(path)
+        except (zipfile.BadZipFile, EOFError, OSError, ValueError) as err:   # truncated, not a zip, pickled
+            raise ValueError(f"{path}: not a readable npz ({type(err).__name__}: {err})") from None
+        with archive as data:
+            missing = [name for name in SFM_FIELDS if name not in data.files]
+            if missing:
+                raise ValueError(f"{path}: not a Surrey Face Model npz, it lacks {', '.join(missing)} "
+                                 "(the fields it needs: hffne_lib.data.sfm)")
             self.mean = torch.tensor(data["mean"], dtype=torch.float32)
             self.basis = torch.tensor(data["basis"], dtype=torch.float32)
             self.std = torch.tensor(np.sqrt(data["eigenvalues"]), dtype=torch.float32)
