@@ -89,7 +89,7 @@ def run_predict(args: argparse.Namespace) -> int:
 def run_compare(args: argparse.Namespace) -> int:
     """``hffne compare``: pair predictions with reference maps, print and write the tables; the exit code."""
     from .compare import NO_SKILL, compare_pairs, comparison_figure, load_pairs
-    from .predict import OutputExistsError, check_absent
+    from .files import OutputExistsError, check_absent
 
     for folder in (args.pred_dir, args.ref_dir):
         if not Path(folder).is_dir():

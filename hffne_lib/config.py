@@ -35,7 +35,7 @@ import torch
 
 from .augment import check_fraction, check_yaw
 from .coarse import CoarseConfig
-from .data.benchmark import BENCHMARK_PRESETS, benchmark_folder
+from .data.benchmark import BENCHMARK_PRESETS, SPLITS, benchmark_folder
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE, check_shading_blurs
 from .vgg import LAYER_INDEX
@@ -73,6 +73,9 @@ class ExperimentConfig:
     data_preset: str = "paper"          # a hffne_lib.data BENCHMARK_PRESETS name
     data_root: str = ""                 # where the benchmark is (built there when missing);
                                         # "": data/synthetic_<data_preset>, where the data command puts it
+    # other data sets for some splits, "split=folder" each, e.g. real photos for the refinement
+    # (hffne_lib.data.prepare_wild_photos: "wild_train=data/ffhq_wild"): ``root_of``
+    split_roots: tuple[str, ...] = ()
     resolution: int = 256               # side of the square crops
     # architectures
     coarse: CoarseConfig = field(default_factory=CoarseConfig)
@@ -210,6 +213,11 @@ class ExperimentConfig:
         unknown = [s for s in self.refine_splits if s not in REFINE_SPLITS]
         if unknown or not self.refine_splits:
             raise ValueError(f"refine_splits must be drawn from {REFINE_SPLITS}, got {self.refine_splits}")
+        self.split_roots = (self.split_roots,) if isinstance(self.split_roots, str) else tuple(self.split_roots)
+        given = [entry.partition("=") for entry in self.split_roots]
+        if any(not sep or split not in SPLITS or not root for split, sep, root in given) \
+                or len({split for split, _, _ in given}) < len(given):
+            raise ValueError(f"split_roots holds 'split=folder' entries, one per split of {SPLITS}, got {self.split_roots}")
         unknown = [s for s in self.eval_splits if s not in EVAL_SPLITS]
         if unknown:
             raise ValueError(f"eval_splits must be drawn from {EVAL_SPLITS}, got {self.eval_splits}")
@@ -226,6 +234,10 @@ class ExperimentConfig:
             raise ValueError(f"exemplar_iteration {self.exemplar_iteration} is not a coarse checkpoint this run keeps: "
                              f"use one of coarse_milestones {self.coarse_milestones} up to coarse_iters="
                              f"{self.coarse_iters}, or None (the final one)")
+
+    def root_of(self, split: str) -> str:
+        """The data set folder ``split`` is read from: its entry in ``split_roots``, else ``data_root``."""
+        return dict(entry.split("=", 1) for entry in self.split_roots).get(split, self.data_root)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples kept), safe for torch.load(weights_only=True)."""

@@ -35,7 +35,8 @@ from .fitting import FitSettings
 from .metrics import DEFAULT_THRESHOLDS, FINE_BAND_SIGMA, fine_band_error, image_errors, per_image_table, summarize_errors
 from .official import CheckpointError
 from .pipeline import NormalEstimator
-from .predict import OutputExistsError, check_absent, model_resolution, resolve_checkpoints
+from .files import OutputExistsError, check_absent
+from .predict import model_resolution, resolve_checkpoints
 
 #: What ``--out`` receives; an earlier evaluation there is kept unless ``--overwrite``.
 EVALUATION_FILES = ("evaluation.csv", "evaluation.md", "evaluation.tex", "summary.csv")
@@ -116,9 +117,13 @@ def evaluate(estimator: NormalEstimator, dataset: Dataset, batch_size: int = 16,
     return Evaluation(pd.DataFrame(rows).reset_index(drop=True), pd.concat(tables, ignore_index=True))
 
 
-def check_resolution(estimator: NormalEstimator, dataset: Dataset, name: str) -> None:
-    """One-line ValueError when ``dataset``'s images are not of the size the estimator was trained at
-    (its blurs and receptive fields are in pixels, so another size measures another model)."""
+def check_evaluable(estimator: NormalEstimator, dataset: Dataset, name: str) -> None:
+    """One-line ValueError when ``dataset`` cannot measure ``estimator``: photos without ground truth
+    (``data.prepare_wild_photos``), or images of another size than it was trained at (its blurs and
+    receptive fields are in pixels, so another size measures another model)."""
+    if getattr(dataset, "ground_truth", True) is False:
+        raise ValueError(f"{name}: photos without ground truth, nothing to measure against (they can train the "
+                         "refiner, refine_splits)")
     size, side = model_resolution(estimator), tuple(dataset[0]["gray"].shape[-2:]) if len(dataset) else None
     if side is not None and side != (size, size):
         raise ValueError(f"{name}: images are {side[0]} x {side[1]} px but the model was trained at {size} x {size}: "
@@ -169,9 +174,9 @@ def main(argv: list[str] | None = None) -> int:
         # the config of the last stage given (checked by the load above)
         cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path or coarse_path, "config"))
         cfg.data_root = args.data_root or cfg.data_root
-        datasets = {split: FaceNormalDataset(cfg.data_root, split) for split in args.splits}
+        datasets = {split: FaceNormalDataset(cfg.root_of(split), split) for split in args.splits}
         for split, data in datasets.items():
-            check_resolution(estimator, data, f"{cfg.data_root} {split}")
+            check_evaluable(estimator, data, f"{cfg.root_of(split)} {split}")
     except (CheckpointError, FileNotFoundError, OutputExistsError, ValueError) as err:
         print(f"{parser.prog}: {err}", file=sys.stderr)
         return 2
@@ -184,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"git revision": CODE_REVISION, "checkpoints": f"{coarse_path} (iteration "
                 f"{estimator.provenance['coarse_iteration']}), {refiner}, trained at "
                 f"{estimator.provenance['git_revision']}",
-                "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg),
+                "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg, args.splits),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
                 **({"fitted": estimator.fitting.describe()} if estimator.fitting else {}),
                 "unit": "mean angular error, degrees", "wall time": f"{time.perf_counter() - start:.0f} s"}

@@ -4,7 +4,18 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
+
+
+class OutputExistsError(Exception):
+    """An output file exists and overwriting was not asked for."""
+
+
+def check_absent(paths: Iterable[str | os.PathLike], how: str = "use --overwrite") -> None:
+    """Raise OutputExistsError naming the first of ``paths`` that exists, and ``how`` to replace it."""
+    for path in paths:
+        if Path(path).exists():
+            raise OutputExistsError(f"{path} exists ({how})")
 
 
 @contextmanager

@@ -25,8 +25,9 @@ from tqdm.auto import tqdm
 
 from .checkpoint import LATEST, checkpoint_entry, checkpoint_kind, load_checkpoint
 from .conventions import normalize, rgb_to_gray, shade_lambertian, to_uint8_image
-from .data import CROP_SCALE, CropTransform, FaceBox, aligned_box, crop_face, detect_faces, load_image, uncrop
+from .data import CROP_SCALE, CropTransform, FaceBox, aligned_box, crop_face, detect_faces, face_mask, load_image, uncrop
 from .data.images import IMAGE_SUFFIXES, as_rgb, output_stems, save_image, to_uint8
+from .files import OutputExistsError, check_absent
 from .fitting import FitSettings
 from .official import CheckpointError
 from .pipeline import NormalEstimator
@@ -52,10 +53,6 @@ NO_WEIGHTS_HELP = (
 
 class NoFaceError(ValueError):
     """The face detector found nothing (or the image is too small to hold a face)."""
-
-
-class OutputExistsError(Exception):
-    """An output file exists and overwriting was not asked for."""
 
 
 @dataclass
@@ -145,16 +142,6 @@ def load_estimator(checkpoint: Sequence[str | os.PathLike] | None = None,
 
 
 # ----------------------------------------------------------------------------- prediction
-def face_mask(size: int, scale: float) -> np.ndarray:
-    """The face region of a crop: the ellipse inscribed in the detector's box, which the crop
-    protocol centres with side ``size / scale``, stretched 15% downwards to reach the chin.
-    -> size x size bool."""
-    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    half = size / scale / 2.0
-    centre = size / 2.0
-    return ((cols - centre) / half) ** 2 + ((rows - centre - 0.075 * half) / (1.15 * half)) ** 2 <= 1.0
-
-
 def face_crops(image: np.ndarray, size: int, all_faces: bool = False, crop_scale: float = CROP_SCALE,
                aligned: bool = False) -> list[tuple[FaceBox, np.ndarray, CropTransform]]:
     """The largest face (every face with ``all_faces``, largest first) of an H x W x 3 float RGB
@@ -257,13 +244,6 @@ def write_prediction(prediction: Prediction, out_dir: str | os.PathLike, overwri
     for array in (encoded, prediction.normals.permute(1, 2, 0).numpy(), to_uint8(prediction.mask), overlay):
         save_array(next(files), array)
     return paths
-
-
-def check_absent(paths: Iterable[Path]) -> None:
-    """Raise OutputExistsError naming the first of ``paths`` that exists."""
-    for path in paths:
-        if path.exists():
-            raise OutputExistsError(f"{path} exists (use --overwrite)")
 
 
 def save_array(path: Path, array: np.ndarray) -> None:

@@ -39,7 +39,7 @@ from .evaluate import DETAIL_FREE, REGIONS, detail_free, region_errors
 from .fitting import adam_on_normals
 from .losses import RefinementObjective
 from .metrics import summarize_errors
-from .predict import OutputExistsError, check_absent
+from .files import OutputExistsError, check_absent
 from .train import add_override_argument, exemplar_checkpoint, open_split, parse_overrides, refinement_objective
 
 EXEMPLAR = "coarse exemplar"

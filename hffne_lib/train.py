@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import ast
 import csv
+import hashlib
 import itertools
 import math
 import os
@@ -56,8 +57,11 @@ from .vgg import load_vgg19, resolve_vgg19_weights
 #: Config fields a resumed run may change (they do not alter the numbers it computes; refine_iters
 #: not with integrability_warmup, which ramps over a fraction of it: ``check_resumable``).
 RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "cpu_threads", "log_every",
-                     "checkpoint_every", "data_root", "eval_every", "eval_splits"}
+                     "checkpoint_every", "data_root", "split_roots", "eval_every", "eval_splits"}
 
+
+#: What the refinement reads of its training items (no ground truth).
+REFINEMENT_INPUTS = ("gray", "rgb", "mask")
 
 #: The weight average's half-life is at most this fraction of the iterations done (stylegan2-ada's
 #: ema_rampup), so that the first, random weights do not linger in it.
@@ -203,8 +207,16 @@ class SeededBatchSampler(Sampler[list[int]]):
 
 
 def open_split(cfg: ExperimentConfig, split: str) -> Dataset:
-    """One split of the benchmark at ``cfg.data_root``, building the benchmark there if missing."""
+    """One split of the benchmark at ``cfg.data_root``, building the benchmark there if missing; or
+    of the data set ``cfg.split_roots`` gives it (prepared beforehand, never built here)."""
     from .data import FaceNormalDataset, build_benchmark  # heavy; only training needs it
+    root = cfg.root_of(split)
+    if root != cfg.data_root:
+        try:
+            return FaceNormalDataset(root, split)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"split_roots: no data set at {root} for {split}: prepare it first (photos: "
+                                    "hffne_lib.data.prepare_wild_photos)") from None
     try:
         return FaceNormalDataset(cfg.data_root, split)
     except FileNotFoundError:
@@ -225,13 +237,19 @@ def build_benchmark_first(cfg: ExperimentConfig, progress: bool = True) -> None:
     build_benchmark(cfg.data_root, cfg.data_preset, progress=progress, workers=None)
 
 
-def data_manifest_hash(cfg: ExperimentConfig) -> str:
-    """Hash of the benchmark at ``cfg.data_root`` ("unknown" when there is none)."""
+def data_manifest_hash(cfg: ExperimentConfig, splits: Sequence[str] = ()) -> str:
+    """Hash of the data ``splits`` are read from: the manifest hash of the benchmark at
+    ``cfg.data_root`` ("unknown" when there is none) when they all are there, else the sha256 of
+    that hash and those of the other folders ``cfg.split_roots`` gives them."""
     from .data import manifest_hash
     try:
-        return manifest_hash(cfg.data_root)
+        main = manifest_hash(cfg.data_root)
     except FileNotFoundError:
         return "unknown"
+    others = sorted({cfg.root_of(split) for split in splits} - {cfg.data_root})
+    if not others:
+        return main
+    return hashlib.sha256(";".join([main, *(manifest_hash(root) for root in others)]).encode()).hexdigest()
 
 
 def make_loader(dataset: Dataset, cfg: ExperimentConfig, batch: int, start: int, end: int,
@@ -469,7 +487,7 @@ def train_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, resume: b
     opt_d = make_adam(discriminator.parameters(), cfg.coarse_lr, cfg.coarse_betas, rt)
 
     data = dataset if dataset is not None else open_split(cfg, "lab_train")
-    manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
+    manifest = data_manifest_hash(cfg, ("lab_train",)) if dataset is None else "unknown (dataset passed in)"
     start = restore(stage_dir, "coarse", cfg, rt, {"generator": generator, "discriminator": discriminator},
                     {"generator": opt_g, "discriminator": opt_d}, manifest) if resume else 0
     net_g, net_d = wrap(generator, cfg, rt), wrap(discriminator, cfg, rt)
@@ -543,9 +561,11 @@ def exemplar_checkpoint(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> Pa
 
 def refinement_data(cfg: ExperimentConfig) -> Dataset:
     """The ground-truth-free training images: ``cfg.refine_splits`` (default wild_train and
-    lab_train, their normals unused), concatenated."""
+    lab_train), concatenated, their REFINEMENT_INPUTS only (so real photos, which have no ground
+    truth, batch with benchmark items)."""
+    from .data import FieldsOf
     splits = [open_split(cfg, split) for split in cfg.refine_splits]
-    return splits[0] if len(splits) == 1 else ConcatDataset(splits)
+    return FieldsOf(splits[0] if len(splits) == 1 else ConcatDataset(splits), REFINEMENT_INPUTS)
 
 
 def install_vgg(refiner: Refiner, cfg: ExperimentConfig) -> str:
@@ -631,7 +651,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     if cfg.refine_ema_halflife:
         models[WEIGHT_AVERAGE] = average = weight_average(refiner, cfg.refine_ema_halflife)
     data = dataset if dataset is not None else refinement_data(cfg)
-    manifest = data_manifest_hash(cfg) if dataset is None else "unknown (dataset passed in)"
+    manifest = data_manifest_hash(cfg, cfg.refine_splits) if dataset is None else "unknown (dataset passed in)"
     start = restore(stage_dir, "refiner", cfg, rt, models, {"refiner": optimizer}, manifest,
                     coarse_payload["iteration"]) if resume else 0
     measured_refiner = average.module if cfg.refine_ema_halflife else refiner
@@ -655,7 +675,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     bar = tqdm(loader, total=len(loader), desc=f"{stage_name} {start}->{cfg.refine_iters}",
                disable=not (progress and rt.is_main))
     for iteration, batch in enumerate(bar, start=start + 1):
-        gray, rgb, mask = to_device(batch, ("gray", "rgb", "mask"), cfg, rt)
+        gray, rgb, mask = to_device(batch, REFINEMENT_INPUTS, cfg, rt)
         with torch.no_grad(), rt.autocast(cfg.amp):
             exemplar = coarse_net(gray).float()
         target = exemplar if fit_target is None else fit_normals(fit_target, exemplar, gray, mask)

@@ -224,3 +224,23 @@ def test_a_second_build_of_a_folder_waits_for_the_first(tmp_path, capsys):
         assert not entered.is_set()                           # held off while the first builds
     waiting.join(timeout=5)
     assert entered.is_set() and "another process is building it; waiting" in capsys.readouterr().err
+
+
+def test_command_line_prepares_photos_as_a_training_split(tmp_path, capsys):
+    from hffne_lib.data import make_identity, render_sample
+    from hffne_lib.data.__main__ import main
+    from hffne_lib.data.images import save_image
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    save_image(photos / "a.png", render_sample(make_identity(0, "wild", 0, 64), "wild", 0, 0, 64)["rgb"].permute(1, 2, 0).numpy())
+    with pytest.raises(SystemExit) as usage:
+        main(["--photos", str(photos)])
+    assert usage.value.code == 2 and "--photos needs --root" in capsys.readouterr().err
+    target = tmp_path / "wild"
+    assert main(["--photos", str(photos), "--aligned", "--size", "32", "--root", str(target), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"--set \"split_roots=('wild_train={target}',)\"" in out and "wild_train" in out
+    assert FaceNormalDataset(target, "wild_train")[0]["rgb"].shape == (3, 32, 32)
+    assert main(["--photos", str(tmp_path / "nowhere"), "--root", str(tmp_path / "w2"), "--no-progress"]) == 2
+    assert capsys.readouterr().err == f"python -m hffne_lib.data: {tmp_path / 'nowhere'}: no such folder\n"

@@ -7,17 +7,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
 from hffne_lib.conventions import from_uint8_image
-from hffne_lib.data import (FaceNormalDataset, Mesh, PhotofaceLayout, crop_face, detect_faces, load_image,
+from hffne_lib.data import (FaceNormalDataset, Mesh, PhotofaceLayout, crop_face, detect_faces, face_mask, load_image,
                             load_photoface_capture, make_identity, photometric_stereo, prepare_face_folder,
-                            prepare_photoface, prepare_scan_folder, read_mesh, render_mesh_normals, render_sample,
-                            uncrop)
+                            prepare_photoface, prepare_scan_folder, prepare_wild_photos, read_mesh,
+                            render_mesh_normals, render_sample, uncrop)
 from hffne_lib.data.faces import FaceBox
 from hffne_lib.data.images import save_image
 from hffne_lib.data.raster import rotation_matrix
+from hffne_lib.files import OutputExistsError
 from hffne_lib.metrics import angular_error
 
 REPO = Path(__file__).resolve().parents[1]
@@ -228,13 +230,16 @@ def test_prepare_photoface_writes_a_lab_dataset(tmp_path):
     manifest = prepare_photoface(tmp_path / "raw", tmp_path / "lab", size=64, detect=False, progress=False)
     test_list = (tmp_path / "lab" / "lab_test.txt").read_text().split()
     train_list = (tmp_path / "lab" / "lab_train.txt").read_text().split()
-    assert len(test_list) + len(train_list) == 6 and test_list           # every capture, bad included, listed once
+    assert len(test_list) + len(train_list) == 5 and test_list            # the captures used, each once
     subjects = [{Path(capture).parts[0] for capture in captures} for captures in (test_list, train_list)]
     assert not subjects[0] & subjects[1]                                  # no face both trained and tested on
-    bad = int("subject9/bad" in test_list)
     assert (manifest["splits"]["lab_test"]["samples"], manifest["splits"]["lab_train"]["samples"]) == \
-        (len(test_list) - bad, len(train_list) - 1 + bad)
-    assert "bad" in (tmp_path / "lab" / "report.csv").read_text()
+        (len(test_list), len(train_list))
+    report = pd.read_csv(tmp_path / "lab" / "report.csv", keep_default_na=False).set_index("capture")
+    assert len(report) == 6 and report.loc["subject9/bad", "status"] == "failed"        # every capture, once
+    assert report.loc["subject9/bad", "message"].endswith("bad/im0.png: not an image (unknown format)")
+    assert set(report.index[report["status"] == "ok"]) == set(test_list) | set(train_list)
+    assert not list((tmp_path / "lab").glob("*.report.csv"))              # the per-shard parts are gone
     data = FaceNormalDataset(tmp_path / "lab", "lab_train")
     assert len(data) == 4 * manifest["splits"]["lab_train"]["samples"]
     with pytest.raises(ValueError, match=r"holds no 'scans' split \(it has lab_test, lab_train\)"):
@@ -314,3 +319,68 @@ def test_prepare_scan_folder(tmp_path):
     normal = from_uint8_image(cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "a_normal.png")), cv2.COLOR_BGR2RGB))
     assert normal[2, 16, 16] > 0.95                                       # the sphere's centre faces the camera
     assert cv2.imread(str(tmp_path / "out" / "a_mask.png"), cv2.IMREAD_GRAYSCALE)[16, 16] == 255
+
+
+def test_photoface_folders_that_cannot_make_a_lab_set_say_why(tmp_path):
+    _fake_photoface(tmp_path / "raw", captures=2)                     # both captures of subject0
+    with pytest.raises(ValueError, match="all 2 captures belong to one subject \\('subject0'"):
+        prepare_photoface(tmp_path / "raw", tmp_path / "lab", size=64, detect=False, progress=False)
+    _fake_photoface(tmp_path / "raw2", captures=4)
+    with pytest.raises(ValueError, match="test_fraction=0.0 leaves lab_test empty with 2 subjects"):
+        prepare_photoface(tmp_path / "raw2", tmp_path / "lab", size=64, test_fraction=0.0, detect=False, progress=False)
+    with pytest.raises(ValueError, match="has 4 images .* got count=3"):
+        PhotofaceLayout(count=3)
+    for folder in (tmp_path / "raw2").rglob("light.txt"):
+        folder.write_text("0 0 1\n0 0 0\n1 0 1\n-1 0 1\n")
+    with pytest.raises(ValueError, match="light.txt: a light direction of zero length"):
+        load_photoface_capture(next((tmp_path / "raw2").rglob("light.txt")).parent)
+    with pytest.raises(ValueError, match=f"{tmp_path / 'lab'}: no usable input for lab_train .every one failed.: see"):
+        prepare_photoface(tmp_path / "raw2", tmp_path / "lab", size=64, detect=False, progress=False)
+    assert "zero length" in (tmp_path / "lab" / "report.csv").read_text()
+
+
+def test_prepare_face_folder_never_writes_over_photos_or_earlier_crops(tmp_path, face_photo):
+    src = tmp_path / "photos"
+    src.mkdir()
+    save_image(src / "face.png", face_photo)
+    for target in (src, src / "crops"):
+        with pytest.raises(ValueError, match="is inside .*photos: write the crops to a folder outside the photos"):
+            prepare_face_folder(src, target, size=64, progress=False)
+    assert sorted(p.name for p in src.iterdir()) == ["face.png"]
+    prepare_face_folder(src, tmp_path / "crops", size=64, progress=False)
+    (tmp_path / "crops" / "face.png").write_bytes(b"kept")
+    with pytest.raises(OutputExistsError, match="report.csv exists .pass overwrite=True to replace it."):
+        prepare_face_folder(src, tmp_path / "crops", size=64, progress=False)
+    assert (tmp_path / "crops" / "face.png").read_bytes() == b"kept"
+    prepare_face_folder(src, tmp_path / "crops", size=64, progress=False, overwrite=True)
+    assert load_image(tmp_path / "crops" / "face.png").shape == (64, 64, 3)
+
+
+def test_prepare_wild_photos_makes_a_training_split_without_ground_truth(tmp_path, face_photo):
+    src = tmp_path / "photos"
+    (src / "sub").mkdir(parents=True)
+    save_image(src / "a.png", face_photo)
+    save_image(src / "sub" / "b.jpg", face_photo)
+    save_image(src / "wall.png", np.full((100, 100, 3), 90, np.uint8))
+    (src / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 cut short")
+    manifest = prepare_wild_photos(src, tmp_path / "wild", size=64, shard_size=2, progress=False)
+    assert list(manifest["splits"]) == ["wild_train"] and manifest["splits"]["wild_train"]["samples"] == 2
+    report = pd.read_csv(tmp_path / "wild" / "report.csv", keep_default_na=False)
+    assert dict(zip(report["file"], report["status"])) == {"a.png": "ok", "broken.jpg": "unreadable",
+                                                           "sub/b.jpg": "ok", "wall.png": "no_face"}
+    data = FaceNormalDataset(tmp_path / "wild", "wild_train")
+    item = data[1]
+    assert not data.ground_truth and len(data) == 2 and set(item) == {"gray", "rgb", "mask", "identity"}
+    assert item["identity"] == 2                                           # sub/b.jpg, the third photo
+    assert torch.equal(item["mask"][0].bool(), torch.from_numpy(face_mask(64)))
+    crop, _ = crop_face(load_image(src / "sub" / "b.jpg"), detect_faces(load_image(src / "sub" / "b.jpg"))[0], 64)
+    assert np.abs(item["rgb"].permute(1, 2, 0).numpy() - crop).max() <= 0.5 / 255 + 1e-6
+    assert prepare_wild_photos(src, tmp_path / "wild", size=64, shard_size=2, progress=False) == manifest
+    aligned = prepare_wild_photos(src / "sub", tmp_path / "aligned", size=64, aligned=True, progress=False)
+    assert aligned["splits"]["wild_train"]["samples"] == 1                  # no detection: the whole photo
+    (src / "only_walls").mkdir()
+    save_image(src / "only_walls" / "w.png", np.full((100, 100, 3), 90, np.uint8))
+    with pytest.raises(ValueError, match="no usable input for wild_train .every one failed.: see .*report.csv"):
+        prepare_wild_photos(src / "only_walls", tmp_path / "walls", size=64, progress=False)
+    with pytest.raises(ValueError, match="is inside"):
+        prepare_wild_photos(src, src / "prepared", size=64, progress=False)

@@ -129,12 +129,15 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     assert err.count("\n") == 1 and "a coarse checkpoint alone has no refiner" in err
 
 
-def test_data_of_another_resolution_than_the_model_is_refused():
+def test_data_of_another_resolution_or_without_ground_truth_is_refused():
     from types import SimpleNamespace
 
-    from hffne_lib.evaluate import check_resolution
+    from hffne_lib.evaluate import check_evaluable
 
     trained_at_64 = SimpleNamespace(provenance={"resolution": 64})
-    check_resolution(trained_at_64, [{"gray": torch.zeros(1, 64, 64)}], "same size")
+    check_evaluable(trained_at_64, [{"gray": torch.zeros(1, 64, 64)}], "same size")
     with pytest.raises(ValueError, match="bench scans: images are 128 x 128 px but the model was trained at 64 x 64"):
-        check_resolution(trained_at_64, [{"gray": torch.zeros(1, 128, 128)}], "bench scans")
+        check_evaluable(trained_at_64, [{"gray": torch.zeros(1, 128, 128)}], "bench scans")
+    photos = SimpleNamespace(ground_truth=False, __len__=lambda: 1)
+    with pytest.raises(ValueError, match="ffhq wild_train: photos without ground truth, nothing to measure against"):
+        check_evaluable(trained_at_64, photos, "ffhq wild_train")

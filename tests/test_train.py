@@ -434,6 +434,9 @@ def test_repeated_set_options_all_apply():
     ("exemplar_iteration=7", "exemplar_iteration 7 is not a coarse checkpoint this run keeps: use one of "
                              "coarse_milestones (6, 300, 600) up to coarse_iters=1200"),
     ("coarse_iters=200 exemplar_iteration=300", "exemplar_iteration 300 is not a coarse checkpoint this run keeps"),
+    ("split_roots=wild_train", "setting split_roots takes tuple[str, ...], got 'wild_train'"),
+    ("split_roots=('wild=data/x',)", "split_roots holds 'split=folder' entries"),
+    ("split_roots=('wild_train=a','wild_train=b')", "split_roots holds 'split=folder' entries, one per split"),
 ])
 def test_a_setting_of_the_wrong_type_or_range_is_refused_in_one_line(setting, message, capsys):
     with pytest.raises(SystemExit) as bad:
@@ -536,3 +539,41 @@ def test_a_resumed_log_keeps_the_columns_it_no_longer_writes(tmp_path):
     assert list(log.index) == [5, 10] and list(log["scans/face/coarse"]) == [10.0, 8.5]
     assert log.loc[5, "lab_test/face/coarse"] == 7.0 and math.isnan(log.loc[10, "lab_test/face/coarse"])
     assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_the_refiner_trains_on_real_photos_that_split_roots_names(tmp_path, capsys):
+    """Photos prepared without ground truth stand in for the benchmark's wild_train: they batch with
+    its lab_train, the checkpoint's data hash covers both folders, and the coarse stage's does not."""
+    from hffne_lib.data import FaceNormalDataset, make_identity, manifest_hash, prepare_wild_photos, render_sample
+    from hffne_lib.data.images import save_image
+    from hffne_lib.evaluate import check_evaluable, main as evaluate_main
+    from hffne_lib.pipeline import NormalEstimator
+    from hffne_lib.train import data_manifest_hash, open_split, refinement_data
+
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    for k in range(3):   # face crops already, as FFHQ's: no detection
+        save_image(photos / f"{k}.png", render_sample(make_identity(k, "wild", 9, 64), "wild", 0, 9, 64)["rgb"].permute(1, 2, 0).numpy())
+    prepare_wild_photos(photos, tmp_path / "wild", size=64, aligned=True, progress=False)
+    data_root, roots = tmp_path / "data", f"split_roots=('wild_train={tmp_path / 'wild'}',)"
+    args = ["both", "--preset", "ci", "--run-dir", str(tmp_path / "run"), "--no-progress", "--set",
+            f"data_root={data_root}", "coarse_iters=2", "refine_iters=2", "coarse_milestones=()", roots]
+    assert main(args) == 0
+    cfg = get_config("ci", data_root=str(data_root), split_roots=(f"wild_train={tmp_path / 'wild'}",))
+    inputs = refinement_data(cfg)
+    assert len(inputs) == 3 + len(FaceNormalDataset(data_root, "lab_train"))
+    assert set(inputs[0]) == set(inputs[len(inputs) - 1]) == {"gray", "rgb", "mask"}   # a photo, a lab item
+    assert torch.equal(inputs[1]["rgb"], open_split(cfg, "wild_train")[1]["rgb"])
+    refiner = load_checkpoint(tmp_path / "run" / "refiner" / "latest.pt", "refiner")
+    coarse = load_checkpoint(tmp_path / "run" / "coarse" / "latest.pt", "coarse")
+    assert coarse["manifest_hash"] == manifest_hash(data_root) == data_manifest_hash(cfg, ("lab_train",))
+    assert refiner["manifest_hash"] == data_manifest_hash(cfg, cfg.refine_splits) != manifest_hash(data_root)
+    capsys.readouterr()
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--no-progress"]) == 0   # from data_root
+    with pytest.raises(ValueError, match="photos without ground truth, nothing to measure against"):
+        check_evaluable(NormalEstimator.from_checkpoints(tmp_path / "run" / "coarse" / "latest.pt",
+                                                         tmp_path / "run" / "refiner" / "latest.pt"),
+                        open_split(cfg, "wild_train"), "wild_train")
+    moved = with_overrides(cfg, split_roots=(f"wild_train={tmp_path / 'moved'}",))
+    with pytest.raises(FileNotFoundError, match=f"split_roots: no data set at {tmp_path / 'moved'} for wild_train"):
+        open_split(moved, "wild_train")

@@ -31,8 +31,10 @@ class FaceNormalDataset(Dataset):
     pose 3 (yaw, pitch, roll deg); identity (int).
 
     A lab capture has four images, so a lab split has four items per capture (one per light,
-    with that light in "light"; rgb is the grey image three times). Shards are memory-mapped:
-    an item reads only its own bytes. ``verify`` checks every shard's sha256 first.
+    with that light in "light"; rgb is the grey image three times). Real photos without ground truth
+    (``prepared.prepare_wild_photos``; ``ground_truth`` False) give gray, rgb, mask and identity only.
+    Shards are memory-mapped: an item reads only its own bytes. ``verify`` checks every shard's
+    sha256 first.
     """
 
     def __init__(self, root: str | os.PathLike, split: str, verify: bool = False):
@@ -53,6 +55,7 @@ class FaceNormalDataset(Dataset):
         counts = [s["samples"] * self.views for s in shards]
         self.ends = np.cumsum(counts)
         self._open: dict[int, dict[str, np.memmap]] = {}
+        self.ground_truth = bool(self.manifest["settings"].get("ground_truth", True))
 
     def __len__(self) -> int:
         return int(self.ends[-1]) if len(self.ends) else 0
@@ -67,6 +70,10 @@ class FaceNormalDataset(Dataset):
         arrays = self._open[shard]
         row, view = divmod(local, self.views)
         tensor = lambda key, scale=1.0: torch.from_numpy(np.array(arrays[key][row], dtype=np.float32)) * scale
+        if not self.ground_truth:
+            rgb = tensor("rgb", 1 / 255)
+            return {"rgb": rgb, "gray": rgb_to_gray(rgb[None])[0], "mask": tensor("mask"),
+                    "identity": int(arrays["identity"][row])}
         item = {"normal_exact": normalize(tensor("normal_exact")[None])[0],
                 "mask": tensor("mask"), "detail_mask": tensor("detail_mask"), "pose": tensor("pose"),
                 "albedo": tensor("albedo", 1 / 255).expand(3, -1, -1).contiguous(),
@@ -87,6 +94,21 @@ class FaceNormalDataset(Dataset):
         colour = item["light"][LIGHT_COLOUR]
         item["gray_albedo"] = rgb_to_gray((item["albedo"] * colour[:, None, None])[None])[0]
         return item
+
+
+class FieldsOf(Dataset):
+    """The items of ``dataset`` with only ``keys``: data sets with other fields (real photos carry no
+    ground truth) then batch together, and a batch carries only what its reader needs."""
+
+    def __init__(self, dataset: Dataset, keys: tuple[str, ...]):
+        self.dataset, self.keys = dataset, keys
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> dict:
+        item = self.dataset[index]
+        return {key: item[key] for key in self.keys}
 
 
 def _directional_light(direction: torch.Tensor) -> torch.Tensor:

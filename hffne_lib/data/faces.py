@@ -11,12 +11,14 @@ import os
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
+from ..files import check_absent
 from .images import list_files, load_image, output_stems, save_image, to_uint8, write_report
 
 CASCADE = "haarcascade_frontalface_default.xml"
@@ -156,36 +158,68 @@ def uncrop(array: np.ndarray, transform: CropTransform, original_shape: tuple[in
     return back.reshape(h, w, *np.shape(array)[2:])
 
 
-def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256, scale: float = CROP_SCALE,
-                        progress: bool = True) -> pd.DataFrame:
-    """Crop the largest face of every image under ``source`` (recursively) to
-    target/<relative path>.png (a.jpg and a.png beside it: a_jpg.png, a_png.png) and return the
-    report also written, atomically, to target/report.csv:
-    file, status (ok / unreadable / no_face), message, faces found, box x y w h and transform
-    scale tx ty (for mapping predictions back). Bad files are reported, never fatal."""
-    source, target = Path(source), Path(target)
-    files = list_files(source)
-    stems = output_stems([file.relative_to(source) for file in files])
-    rows = []
-    for file, stem in tqdm(zip(files, stems), total=len(files), desc="faces", unit="image", disable=not progress):
-        relative = file.relative_to(source)
-        row = {"file": str(relative), "status": "ok", "message": "", "faces": 0}
+def face_mask(size: int, scale: float = CROP_SCALE) -> np.ndarray:
+    """The face region of a crop: the ellipse inscribed in the detector's box, which the crop
+    protocol centres with side ``size / scale``, stretched 15% downwards to reach the chin.
+    -> size x size bool."""
+    rows, cols = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    half = size / scale / 2.0
+    centre = size / 2.0
+    return ((cols - centre) / half) ** 2 + ((rows - centre - 0.075 * half) / (1.15 * half)) ** 2 <= 1.0
+
+
+def check_outside(source: Path, target: Path) -> None:
+    """One-line ValueError when ``target`` is ``source`` or lies inside it: the outputs would
+    replace photos of the same name, and a second run would take the first one's crops as photos."""
+    if target.resolve() == source.resolve() or source.resolve() in target.resolve().parents:
+        raise ValueError(f"{target} is inside {source}: write the crops to a folder outside the photos")
+
+
+def crop_folder(source: Path, files: list[Path], size: int, scale: float = CROP_SCALE, aligned: bool = False,
+                progress: bool = True, desc: str = "faces") -> Iterator[tuple[dict, np.ndarray | None]]:
+    """The largest face of each of ``files`` (under ``source``) cropped by the data-prep protocol:
+    (report row, size x size x 3 float crop in [0, 1], or None when the file is unreadable or shows no
+    face). A row holds file, status (ok / unreadable / no_face), message, faces found, and for a
+    crop the image's height and width, the box x y w h and the transform's scale tx ty (for mapping
+    predictions back). ``aligned``: the photos are face crops already (FFHQ, CelebA-HQ), no detection."""
+    for file in tqdm(files, desc=desc, unit="image", disable=not progress):
+        row = {"file": str(file.relative_to(source)), "status": "ok", "message": "", "faces": 0}
         try:
             image = load_image(file)
         except ValueError as error:
-            rows.append({**row, "status": "unreadable", "message": str(error)})
+            yield {**row, "status": "unreadable", "message": str(error)}, None
             continue
-        boxes = detect_faces(image)
+        boxes = [aligned_box(*image.shape[:2], scale)] if aligned else detect_faces(image)
         row["faces"] = len(boxes)
         if not boxes:
-            rows.append({**row, "status": "no_face", "message": "no face found"})
+            yield {**row, "status": "no_face", "message": "no face found"}, None
             continue
         crop, transform = crop_face(image, boxes[0], size, scale)
-        out = target / stem.with_name(stem.name + ".png")
-        out.parent.mkdir(parents=True, exist_ok=True)
-        save_image(out, crop)
-        rows.append({**row, "crop": str(out.relative_to(target)), "height": image.shape[0], "width": image.shape[1],
-                     **asdict(boxes[0]), **{k: v for k, v in asdict(transform).items() if k != "size"}})
+        yield {**row, "height": image.shape[0], "width": image.shape[1], **asdict(boxes[0]),
+               **{k: v for k, v in asdict(transform).items() if k != "size"}}, crop
+
+
+def prepare_face_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256, scale: float = CROP_SCALE,
+                        progress: bool = True, overwrite: bool = False) -> pd.DataFrame:
+    """Crop the largest face of every image under ``source`` (recursively) to
+    target/<relative path>.png (a.jpg and a.png beside it: a_jpg.png, a_png.png) and return the
+    report (``crop_folder``'s rows and the crop's path) also written, atomically, to
+    target/report.csv. Bad files are reported, never fatal. One-line errors: a target inside the
+    source (``check_outside``), and, unless ``overwrite``, crops or a report already there."""
+    source, target = Path(source), Path(target)
+    files = list_files(source)
+    check_outside(source, target)
+    stems = output_stems([file.relative_to(source) for file in files])
+    outputs = [target / stem.with_name(stem.name + ".png") for stem in stems]
+    if not overwrite:
+        check_absent([target / "report.csv", *outputs], "pass overwrite=True to replace it")
+    rows = []
+    for (row, crop), out in zip(crop_folder(source, files, size, scale, progress=progress), outputs):
+        if crop is not None:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            save_image(out, crop)
+            row["crop"] = str(out.relative_to(target))
+        rows.append(row)
     report = pd.DataFrame(rows, columns=["file", "status", "message", "faces", "crop", "height", "width",
                                          "x", "y", "w", "h", "scale", "tx", "ty"])
     write_report(report, target / "report.csv")

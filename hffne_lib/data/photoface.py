@@ -4,12 +4,16 @@ Layout (PhotofaceLayout, every name a parameter): one folder per capture, anywhe
 root, holding the images ``im0.*`` .. ``im3.*`` and ``light.txt`` with one light direction per
 image, one "x y z" row each (commas allowed, # comments), in the project's camera axes (x right,
 y up, z towards the camera). A capture's subject is the first folder of its path under the
-root (Photoface: root/<subject>/<session>/).
+root (Photoface: root/<subject>/<session>/). Photoface's own distribution gives each session's
+lights as zenith and azimuth angles (its LightSource.m): write them as light.txt rows
+``sin(zenith) cos(azimuth)  sin(zenith) sin(azimuth)  cos(zenith)`` after checking the azimuth's zero
+and direction on one capture (a wrong sign mirrors the stereo normals: check that the nose's
+normals turn towards the side its brighter image is lit from).
 
 ``prepare_photoface`` writes the same shard format as the synthetic benchmark (splits
 lab_train and lab_test, so FaceNormalDataset reads it): faces cropped as Cross-modal does
-(Haar box x 1.2, 256 x 256), ground truth by least-squares photometric stereo, a mask from an
-ellipse in the face box and the stereo albedo; seeded random whole subjects holding at least
+(Haar box x 1.2, 256 x 256), ground truth by least-squares photometric stereo, a mask from the
+face ellipse (``faces.face_mask``, as for photos) and the stereo albedo; seeded random whole subjects holding at least
 ``test_fraction`` of the captures are the test split, listed in lab_test.txt (and the rest in lab_train.txt). Real captures have
 no separate exact normals: normal_exact repeats the stereo normals and detail_mask is empty.
 """
@@ -18,18 +22,18 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
 
 from ..conventions import rgb_to_gray
-from .benchmark import begin_build, build_lock, finish_build
-from .faces import CROP_SCALE, crop_face, detect_faces
+from ..files import write_text_atomically
+from .faces import crop_face, detect_faces, face_mask
 from .images import load_image
 from .photometric import photometric_stereo
-from .shards import write_shard
+from .prepared import REPORT, build_from_chunks
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,10 @@ class PhotofaceLayout:
     images: str = "im{k}.*"
     lights: str = "light.txt"
     count: int = 4
+
+    def __post_init__(self) -> None:
+        if self.count != 4:
+            raise ValueError(f"a Photoface capture has 4 images (the lab items are one per light), got count={self.count}")
 
 
 def find_captures(root: str | os.PathLike, layout: PhotofaceLayout = PhotofaceLayout()) -> list[Path]:
@@ -69,6 +77,8 @@ def load_photoface_capture(folder: str | os.PathLike,
         raise ValueError(f"{folder / layout.lights}: unreadable light file ({error})") from None
     if lights.shape != (layout.count, 3):
         raise ValueError(f"{folder / layout.lights}: expected {layout.count} rows of x y z, got shape {lights.shape}")
+    if not (np.linalg.norm(lights, axis=1) > 1e-6).all():
+        raise ValueError(f"{folder / layout.lights}: a light direction of zero length (rows {lights.tolist()})")
     return np.stack(images), lights / np.linalg.norm(lights, axis=1, keepdims=True)
 
 
@@ -79,7 +89,7 @@ def process_capture(images: np.ndarray, lights: np.ndarray, size: int = 256, det
     albedo 1 x size x size, mask 1 x size x size (bool). With ``detect`` the face is found on the mean
     image and cropped (ValueError if none); without, the images are taken as face crops already
     and only resized. The mask is the stereo albedo above 25% of its 99th percentile, within an
-    ellipse filling the face box when detected."""
+    the face ellipse of ``faces.face_mask`` when detected (as for photos)."""
     stack = np.moveaxis(images, 0, -1).astype(np.float32)                 # H x W x K
     if detect:
         boxes = detect_faces(np.repeat(stack.mean(-1, keepdims=True), 3, axis=2))
@@ -93,9 +103,7 @@ def process_capture(images: np.ndarray, lights: np.ndarray, size: int = 256, det
     normal, albedo = photometric_stereo(crops, lights)
     mask = albedo > 0.25 * torch.quantile(albedo.flatten(), 0.99)
     if detect:
-        yy, xx = torch.meshgrid(torch.arange(size) + 0.5 - size / 2, torch.arange(size) + 0.5 - size / 2, indexing="ij")
-        face = size / CROP_SCALE / 2   # half the detector's box in the crop
-        mask &= ((xx / (0.95 * face)) ** 2 + (yy / (1.15 * face)) ** 2 <= 1.0)[None]
+        mask &= torch.from_numpy(face_mask(size))[None]
     return {"images": crops, "lights": torch.as_tensor(lights, dtype=torch.float32), "normal": normal * mask,
             "albedo": albedo.clamp(0, 1) * mask, "mask": mask}
 
@@ -104,54 +112,54 @@ def prepare_photoface(root: str | os.PathLike, target: str | os.PathLike, layout
                       size: int = 256, test_fraction: float = 0.2, seed: int = 0, detect: bool = True,
                       shard_size: int = 32, progress: bool = True) -> dict:
     """Every capture under ``root`` to a lab data set in ``target`` (see the module doc);
-    returns its manifest. Idempotent and resumable like build_benchmark; captures that cannot
-    be read or show no face are listed in target/report.csv and left out, never fatal."""
+    returns its manifest. Idempotent and resumable like build_benchmark (``prepared.build_from_chunks``);
+    captures that cannot be read or show no face are reported in target/report.csv (capture, split,
+    status, message) and left out, never fatal; lab_train.txt and lab_test.txt list the captures used.
+    One-line ValueErrors: no captures, fewer than two subjects (the root one folder too high?), or a
+    split left empty."""
     root, target = Path(root), Path(target)
     captures = find_captures(root, layout)
     if not captures:
         raise ValueError(f"{root}: no capture folders with {layout.images.format(k=0)} and {layout.lights}")
     relative = [str(c.relative_to(root)) for c in captures]
+    subject_of = [_subject(r) for r in relative]
+    subjects = sorted(set(subject_of))
+    if len(subjects) < 2:
+        raise ValueError(f"{root}: all {len(captures)} captures belong to one subject ({subjects[0]!r}, the first folder "
+                         "under the root); give the folder that holds one folder per subject")
     settings = {"source": "photoface", "root": str(root.resolve()), "captures": relative, "layout": asdict(layout),
                 "size": size, "test_fraction": test_fraction, "seed": seed, "detect": detect,
                 "test_split": "by subject"}
-    with build_lock(target):   # a second build of the same folder waits, then finds it finished
-        finished = begin_build(target, settings)
-        if finished is not None:
-            return finished
-        subject_of = [_subject(r) for r in relative]
-        subjects = sorted(set(subject_of))
-        test = test_captures(subject_of, test_fraction, seed)
-        shards = []
-        with tqdm(total=len(captures), desc="photoface", unit="capture", disable=not progress) as bar:
-            for split in ("lab_train", "lab_test"):
-                chosen = [i for i in range(len(captures)) if (i in test) == (split == "lab_test")]
-                (target / f"{split}.txt").write_text("".join(relative[i] + "\n" for i in chosen))
-                for k in range(0, len(chosen), shard_size):
-                    file = target / f"{split}-{k // shard_size:05d}.npz"
-                    if not file.exists():
-                        _prepare_shard(file, [(captures[i], relative[i]) for i in chosen[k:k + shard_size]],
-                                       subjects, layout, size, detect, target / "report.csv")
-                    shards.append((file, split))
-                    bar.update(len(chosen[k:k + shard_size]))
-        return finish_build(target, settings, [(f, s) for f, s in shards if f.exists()])
+    test = test_captures(subject_of, test_fraction, seed)
 
+    def make_shard(chunk: Sequence[int]) -> tuple[dict[str, np.ndarray] | None, list[dict]]:
+        samples, rows = [], []
+        for i in chunk:
+            row = {"capture": relative[i], "split": "lab_test" if i in test else "lab_train", "status": "ok", "message": ""}
+            try:
+                sample = process_capture(*load_photoface_capture(captures[i], layout), size=size, detect=detect)
+            except ValueError as error:
+                rows.append({**row, "status": "failed", "message": str(error)})
+                continue
+            sample["identity"] = subjects.index(subject_of[i])
+            samples.append(sample)
+            rows.append(row)
+        return (_pack_captures(samples) if samples else None), rows
 
-def _prepare_shard(file: Path, captures: list[tuple[Path, str]], subjects: list[str], layout: PhotofaceLayout,
-                   size: int, detect: bool, report: Path) -> None:
-    """Process captures into one shard (none written if all fail); append problems to report."""
-    samples, problems = [], []
-    for folder, name in captures:
-        try:
-            sample = process_capture(*load_photoface_capture(folder, layout), size=size, detect=detect)
-        except ValueError as error:
-            problems.append({"capture": name, "message": str(error)})
-            continue
-        sample["identity"] = subjects.index(_subject(name))
-        samples.append(sample)
-    if samples:
-        write_shard(file, _pack_captures(samples))
-    if problems:
-        pd.DataFrame(problems).to_csv(report, mode="a", header=not report.exists(), index=False)
+    chunks = []
+    for split in ("lab_train", "lab_test"):
+        chosen = [i for i in range(len(captures)) if (i in test) == (split == "lab_test")]
+        chunks += [(split, chosen[k:k + shard_size]) for k in range(0, len(chosen), shard_size)]
+    if {split for split, _ in chunks} != {"lab_train", "lab_test"}:
+        raise ValueError(f"test_fraction={test_fraction} leaves {'lab_train' if test else 'lab_test'} empty with "
+                         f"{len(subjects)} subjects; choose a fraction that splits them")
+    manifest = build_from_chunks(target, settings, chunks, make_shard, ["capture", "split", "status", "message"],
+                                 "photoface", progress)
+    report = pd.read_csv(target / REPORT, keep_default_na=False)
+    for split in ("lab_train", "lab_test"):
+        used = report[(report["split"] == split) & (report["status"] == "ok")]["capture"]
+        write_text_atomically(target / f"{split}.txt", "".join(f"{capture}\n" for capture in used))
+    return manifest
 
 
 def test_captures(subject_of: list[str], fraction: float, seed: int) -> set[int]:
