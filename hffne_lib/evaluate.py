@@ -47,6 +47,9 @@ FITTED = "fitted"
 #: Reference rows: the truth low-passed by the fine band's Gaussian (see the module docstring).
 DETAIL_FREE = "detail-free truth"
 REGIONS = ("face", "detail", "fine")
+#: Stage FITTED is fitted inside the split's face masks: an input the other stages do not get
+#: (``hffne predict`` fits inside the face ellipse instead).
+FIT_MASK_NOTE = "fitted inside each image's true face mask"
 
 
 @dataclass
@@ -191,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{estimator.provenance['git_revision']}",
                 "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg, args.splits),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
-                **({"fitted": estimator.fitting.describe()} if estimator.fitting else {}),
+                **({"fitted": f"{estimator.fitting.describe()}; {FIT_MASK_NOTE}"} if estimator.fitting else {}),
                 "unit": "mean angular error, degrees", "wall time": f"{time.perf_counter() - start:.0f} s"}
         table = means.rename_axis(columns=None).reset_index(level="region")   # split as the index: no tuples
         written = write_tables({"evaluation": table}, args.out, meta)

@@ -19,12 +19,13 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CODE_REVISION, checkpoint_entry, checkpoint_revision
 from .config import ExperimentConfig, device_name
-from .evaluate import DETAIL_FREE, FITTED, REGIONS, Evaluation, evaluate
+from .evaluate import DETAIL_FREE, FIT_MASK_NOTE, FITTED, REGIONS, Evaluation, evaluate
 from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
 from .files import write_text_atomically
 from .fitting import FitSettings
 from .paper import COLUMNS, reported_table
 from .train import data_manifest_hash, open_split
+from .vgg import RANDOM_SOURCE
 
 #: Which experiment rows each table measures, on which split (the role the split plays).
 TABLE_ROWS = {
@@ -34,11 +35,13 @@ TABLE_ROWS = {
 }
 COARSE_ROW = "Coarse exemplar (supervised pix2pix U-Net)"
 #: BEYOND THE PAPER: the coarse exemplar fitted to each image (hffne_lib.fitting), when asked for.
-FITTED_ROW = "Coarse exemplar + test-time fitting, no refiner (beyond the paper)"
+FITTED_ROW = "Coarse exemplar + test-time fitting in the true face mask, no refiner (beyond the paper)"
 #: The tables that show FITTED_ROW (Table 3 is the paper's exemplar and architecture study).
 FITTED_TABLES = ("table1", "table2")
 TABLE3_FINAL_ROW = "Iter100k/A3/StyleGAN2"
 WILD_SPLIT = "wild_test"
+#: Follows the source of a row whose refiner learnt with the random VGG19 (``stand_in_notes``).
+STAND_IN_NOTE = "; refiner trained with the RANDOM VGG19 stand-in"
 #: Every split the tables measure.
 MEASURED_SPLITS = (*dict.fromkeys(split for split, _, _ in TABLE_ROWS.values()), WILD_SPLIT)
 
@@ -72,34 +75,40 @@ def evaluate_experiments(cfg: ExperimentConfig, run_dir: str | os.PathLike, name
 
 
 def measured_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation], split: str, role: str,
-                   names: dict[str, str] | None = None) -> pd.DataFrame:
+                   names: dict[str, str] | None = None, notes: dict[str, str] | None = None) -> pd.DataFrame:
     """Rows: the coarse exemplar (the final coarse checkpoint's, from "Ours-paired" when measured),
     FITTED_ROW when that evaluation has stage FITTED, then each run's refined normals, named as in
-    ``names`` where it has them (e.g. ``table3_names``)."""
+    ``names`` where it has them (e.g. ``table3_names``), their source followed by the run's entry
+    in ``notes`` (``stand_in_notes``)."""
+    source = f"measured: synthetic {split} ({role}'s role), preset {cfg.name}"
     reference = evaluations.get("Ours-paired", next(iter(evaluations.values())))
-    rows = {COARSE_ROW: _row(reference, "coarse")}
+    rows, sources = {COARSE_ROW: _row(reference, "coarse")}, [source]
     if FITTED in set(reference.summary["stage"]):
         rows[FITTED_ROW] = _row(reference, FITTED)
+        sources.append(source)
     for name, evaluation in evaluations.items():
         rows[(names or {}).get(name, name)] = _row(evaluation, "refined")
+        sources.append(source + (notes or {}).get(name, ""))
     frame = pd.DataFrame(rows).T
-    frame.insert(0, "source", f"measured: synthetic {split} ({role}'s role), preset {cfg.name}")
+    frame.insert(0, "source", sources)
     return frame
 
 
-def wild_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation]) -> pd.DataFrame:
+def wild_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation],
+               notes: dict[str, str] | None = None) -> pd.DataFrame:
     """The wild split, whole face, detail region and its fine band: coarse vs refined mean error
     for every run. Not in the paper; it tests the paper's claim that refinement beats the exemplar
     in the wild and recovers detail ("fine": evaluate.py's detail-only error; detail is recovered
     only where refined is below the detail-free truth's). An evaluation with stage FITTED adds
-    rows FITTED_ROW, whose "refined" columns hold the fitted normals."""
-    rows = {}
+    rows FITTED_ROW, whose "refined" columns hold the fitted normals. ``notes`` as for ``measured_table``."""
+    source, rows, sources = f"measured: synthetic wild_test (FFHQ/CelebA/300-W role), preset {cfg.name}", {}, []
     for stage in ("refined", FITTED):
         for name, evaluation in evaluations.items():
             if stage not in set(evaluation.summary["stage"]):
                 continue
             for region in REGIONS:
                 coarse, second = _row(evaluation, "coarse", region), _row(evaluation, stage, region)
+                sources.append(source + ("" if stage == FITTED else (notes or {}).get(name, "")))
                 rows[(FITTED_ROW if stage == FITTED else name, region)] = {
                     "coarse mean": coarse["mean"], "refined mean": second["mean"],
                     "refined - coarse": second["mean"] - coarse["mean"],
@@ -107,7 +116,7 @@ def wild_table(cfg: ExperimentConfig, evaluations: dict[str, Evaluation]) -> pd.
                     "refined <20": second["<20"], "images": second["images"]}
     frame = pd.DataFrame(rows).T
     frame.index.names = ["run", "region"]
-    frame.insert(0, "source", f"measured: synthetic wild_test (FFHQ/CelebA/300-W role), preset {cfg.name}")
+    frame.insert(0, "source", sources)
     return frame
 
 
@@ -115,7 +124,7 @@ def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bo
                  fitting: FitSettings | None = None) -> dict[str, pd.DataFrame]:
     """Measure Tables 1-3 and the wild table, each measured block followed by the paper's rows.
     ``fitting`` (beyond the paper): FITTED_ROW in FITTED_TABLES and the wild table."""
-    tables, cache = {}, {}
+    tables, cache, notes = {}, {}, stand_in_notes(cfg, run_dir)
     for key, (split, role, names) in TABLE_ROWS.items():
         missing = [n for n in names if (n, split) not in cache]
         cache.update({(n, split): e for n, e in
@@ -123,11 +132,11 @@ def build_tables(cfg: ExperimentConfig, run_dir: str | os.PathLike, progress: bo
         evaluations = {n: cache[n, split] for n in names}
         if key not in FITTED_TABLES:
             evaluations = {n: _without_fitted(e) for n, e in evaluations.items()}
-        measured = measured_table(cfg, evaluations, split, role, table3_names(cfg) if key == "table3" else None)
+        measured = measured_table(cfg, evaluations, split, role, table3_names(cfg) if key == "table3" else None, notes)
         reported = reported_table(int(key[-1]))
         tables[key] = pd.concat([measured, reported]).rename_axis("method")
     wild = evaluate_experiments(cfg, run_dir, list(experiments(cfg)), WILD_SPLIT, progress, fitting)
-    tables["wild"] = wild_table(cfg, wild)
+    tables["wild"] = wild_table(cfg, wild, notes)
     return tables
 
 
@@ -144,7 +153,15 @@ def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
             "preset": cfg.name, "measured on": f"{cfg.device} ({device_name(cfg.device)})",
             "data manifest hash": data_manifest_hash(cfg, MEASURED_SPLITS), "VGG19 weights": vgg_sources(cfg, run_dir),
-            **({"fitted": fitting.describe()} if fitting else {}), "wall time": f"{seconds:.0f} s"}
+            **({"fitted": f"{fitting.describe()}; {FIT_MASK_NOTE}"} if fitting else {}), "wall time": f"{seconds:.0f} s"}
+
+
+def stand_in_notes(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> dict[str, str]:
+    """STAND_IN_NOTE for every run whose refiner learnt with the random VGG19 stand-in (as its
+    normal encoder, or A1's training loss), "" for the others: the rows their numbers make say so."""
+    return {name: STAND_IN_NOTE if RANDOM_SOURCE in checkpoint_entry(experiment_checkpoints(cfg, run_dir, name)[1],
+                                                                     "vgg_weight_source", "") else ""
+            for name in experiments(cfg)}
 
 
 def vgg_sources(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> str:

@@ -10,7 +10,8 @@ from hffne_lib.checkpoint import CODE_REVISION
 from hffne_lib.experiments import experiments, prepare, train_experiments
 from hffne_lib.paper import REPORTED
 from hffne_lib.fitting import FitSettings
-from hffne_lib.tables import COARSE_ROW, FITTED_ROW, TABLE3_FINAL_ROW, build_tables, provenance, write_tables
+from hffne_lib.tables import (COARSE_ROW, FITTED_ROW, STAND_IN_NOTE, TABLE3_FINAL_ROW, build_tables, provenance,
+                              write_tables)
 from hffne_lib.train import EXIT_TIME_BUDGET
 
 # one thread: the jobs=2 run below has one per worker, and on CPU the thread count moves the last digits
@@ -54,6 +55,12 @@ def test_provenance_header_and_labels(two_runs):
                 "fitted: test-time fitting (beyond the paper): steps=3,", "wall time"):
         assert f"# {key}" in csv
     assert "STAND-IN" in csv  # no ImageNet VGG19 on these machines, and the table says so
+    table1 = pd.read_csv(folder / "table1.csv", comment="#", index_col=0)
+    table1 = table1[table1["source"].str.startswith("measured")]             # not the paper's rows of those names
+    assert (table1.loc[["Ours-unpaired", "Ours-paired"], "source"].str.endswith(STAND_IN_NOTE)).all()   # each row too
+    assert not table1.loc[[COARSE_ROW, FITTED_ROW], "source"].str.contains("VGG19").any()             # no VGG19 in them
+    wild = pd.read_csv(folder / "wild.csv", comment="#", index_col=[0, 1])
+    assert wild.loc["A1", "source"].str.endswith(STAND_IN_NOTE).all() and STAND_IN_NOTE in (folder / "wild.tex").read_text()
     trained_at = next(line for line in csv.splitlines() if line.startswith("# checkpoints trained at: "))
     revision, runs = trained_at.removeprefix("# checkpoints trained at: ").split(": ", 1)
     assert revision == CODE_REVISION and ";" not in runs  # one session trained every checkpoint here
