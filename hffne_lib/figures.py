@@ -41,9 +41,10 @@ from .data import CROP_SCALE, LIGHT_FIELDS, load_image
 from .data.images import IMAGE_SUFFIXES
 from .evaluate import FITTED, evaluate
 from .metrics import angular_error
-from .pipeline import NormalEstimator
+from .pipeline import NO_REFINER_VGG, NormalEstimator
 from .predict import face_crops, face_mask
 from .rendering import fit_sh, light_direction, relight, sh_shading
+from .train import PERCEPTUAL_LOSS_VGG
 from .vgg import RANDOM_SOURCE
 
 Item = Mapping[str, Any]
@@ -78,11 +79,6 @@ DATA_KEY = "data"
 
 #: The paper's data set each role of the synthetic benchmark stands in for.
 ROLE_STANDS_FOR = {"lab": "Photoface", "wild": "FFHQ/CelebA/300-W", "scans": "Florence"}
-
-#: Provenance "vgg_weights" of an estimator without refiner (pipeline.NormalEstimator.from_checkpoints).
-NO_REFINER_VGG = "none (no refiner)"
-#: Prefix of an A1 refiner's "vgg_weights": no VGG19 inside, one in its training loss (train.train_refiner).
-PERCEPTUAL_LOSS_VGG = "perceptual loss: "
 
 #: What the paper's refiner architectures do (Fig. 9's title).
 ARCHITECTURE_NOTES = {"A1": "exemplar + image", "A2": "feature concat", "A3": "modulation"}

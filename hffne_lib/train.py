@@ -63,6 +63,9 @@ RESUMABLE_CHANGES = {"coarse_iters", "refine_iters", "device", "num_workers", "c
 #: ema_rampup), so that the first, random weights do not linger in it.
 EMA_RAMPUP = 0.25
 
+#: Prefix of an A1 refiner's provenance "vgg_weights": no VGG19 inside, one in its training loss.
+PERCEPTUAL_LOSS_VGG = "perceptual loss: "
+
 #: Exit code of the training commands when ``--max-minutes`` ran out (run the command again to go on).
 EXIT_TIME_BUDGET = 75
 
@@ -623,7 +626,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     vgg_source = install_vgg(refiner, cfg)
     objective = refinement_objective(cfg).to(rt.device)
     if refiner.vgg is None:
-        vgg_source = f"perceptual loss: {objective.perceptual.vgg.weight_source}"
+        vgg_source = f"{PERCEPTUAL_LOSS_VGG}{objective.perceptual.vgg.weight_source}"
     refiner.to(rt.device)
     optimizer = make_adam([p for p in refiner.parameters() if p.requires_grad], cfg.refine_lr, cfg.refine_betas, rt)
 
