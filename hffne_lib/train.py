@@ -41,8 +41,8 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .augment import relight_lab_batch, warp_lab_batch
-from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, make_payload, milestone_path,
-                         save_checkpoint, set_rng_state)
+from .checkpoint import (LATEST, WEIGHT_AVERAGE, checkpoint_entry, load_checkpoint, load_coarse, make_payload,
+                         milestone_path, save_checkpoint, set_rng_state)
 from .config import COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .files import replaced_atomically
@@ -542,6 +542,17 @@ def exemplar_checkpoint(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> Pa
     if cfg.exemplar_iteration is None:
         return stage_dir / LATEST
     return milestone_path(stage_dir, cfg.exemplar_iteration)
+
+
+def finish_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs: Any) -> Path:
+    """The coarse checkpoint ``cfg``'s refinement reads (``exemplar_checkpoint``), after training
+    its stage, or finishing one cut short, when it is not at coarse_iters yet (``kwargs`` go to
+    ``train_coarse``). A finished stage is taken as it is, whatever its seed (a refiner's seed is
+    its own; train_refiner checks the settings that make the stage, ``check_exemplar``)."""
+    latest = Path(run_dir) / "coarse" / LATEST
+    if not latest.is_file() or checkpoint_entry(latest, "iteration", 0) < cfg.coarse_iters:
+        train_coarse(cfg, run_dir, **kwargs)
+    return exemplar_checkpoint(cfg, run_dir)
 
 
 def refinement_data(cfg: ExperimentConfig) -> Dataset:
