@@ -39,7 +39,7 @@ from .coarse import CoarseConfig
 from .data.benchmark import BENCHMARK_PRESETS, benchmark_folder
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE
-from .vgg import LAYER_INDEX
+from .vgg import LAYER_INDEX, resolve_vgg19_weights
 
 #: Splits the refinement stage may draw its (ground-truth-free) training images from.
 REFINE_SPLITS = ("wild_train", "lab_train")
@@ -301,6 +301,15 @@ def checked_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(name)!r} asked for but CUDA is not available here; use cpu")
     return device
+
+
+def check_before_training(cfg: ExperimentConfig, refinement: bool = True) -> None:
+    """What would otherwise fail minutes in, checked at once with one-line errors: the device
+    (ValueError; before the data build) and, with ``refinement``, a VGG19 weights path that names
+    no file (FileNotFoundError; before the coarse stage trains)."""
+    checked_device(cfg.device)
+    if refinement:
+        resolve_vgg19_weights(cfg.vgg_path)
 
 
 def device_name(device: str | torch.device) -> str:

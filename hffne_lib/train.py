@@ -43,7 +43,8 @@ from tqdm.auto import tqdm
 from .augment import relight_lab_batch, warp_lab_batch
 from .checkpoint import (LATEST, WEIGHT_AVERAGE, checkpoint_entry, load_checkpoint, load_coarse, make_payload,
                          milestone_path, save_checkpoint, set_rng_state)
-from .config import COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
+from .config import (COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, check_before_training, checked_device,
+                     get_config)
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .files import replaced_atomically
 from .fitting import FitSettings, fit_normals
@@ -51,7 +52,7 @@ from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_no
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .refiner import Refiner
-from .vgg import load_vgg19, resolve_vgg19_weights
+from .vgg import load_vgg19
 
 #: Config fields a resumed run may change (they do not alter the numbers it computes; refine_iters
 #: not with integrability_warmup, which ramps over a fraction of it: ``check_resumable``).
@@ -767,9 +768,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {"resume": not args.no_resume, "progress": not args.no_progress,
               "deadline": deadline_after(args.max_minutes)}
     try:
-        checked_device(cfg.device)                  # before minutes of building data
-        if args.stage in ("refiner", "both"):
-            resolve_vgg19_weights(cfg.vgg_path)     # a wrong weights path: before the coarse stage
+        check_before_training(cfg, refinement=args.stage in ("refiner", "both"))   # before building data
         build_benchmark_first(cfg, progress=not args.no_progress)
         if args.stage in ("coarse", "both"):
             print(train_coarse(cfg, args.run_dir, **kwargs))
