@@ -27,7 +27,7 @@ from PIL import Image
 
 from .conventions import FRONTAL, from_uint8_image, normalize, to_uint8_image
 from .metrics import image_errors, summarize_errors
-from .data.images import IMAGE_SUFFIXES
+from .data.images import IMAGE_SUFFIXES, image_files
 
 #: Column names of the measurements: ours plain, ours offset-corrected, a constant frontal normal
 #: offset-corrected (the no-skill floor).
@@ -69,7 +69,7 @@ def load_pairs(pred_dir: str | os.PathLike, ref_dir: str | os.PathLike) -> tuple
     """Pairs for every reference map (sorted by name) that has a prediction of the same size,
     and one line per reference that has none, does not fit or cannot be read."""
     pairs, problems = [], []
-    refs = sorted(p for p in Path(ref_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    refs = image_files(ref_dir)
     for ref in refs:
         folder = Path(pred_dir) / ref.stem
         if not (folder / "image_normals.npy").is_file():

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import numbers
 import platform
 import types
 import typing
@@ -38,7 +39,7 @@ from .coarse import CoarseConfig
 from .data.benchmark import BENCHMARK_PRESETS, SPLITS, benchmark_folder
 from .refiner import RefinerConfig
 from .losses import PERCEPTUAL_RELEASE_SCALE, check_shading_blurs
-from .vgg import LAYER_INDEX
+from .vgg import LAYER_INDEX, resolve_vgg19_weights
 
 #: Splits the refinement stage may draw its (ground-truth-free) training images from.
 REFINE_SPLITS = ("wild_train", "lab_train")
@@ -174,12 +175,14 @@ class ExperimentConfig:
 
     def __post_init__(self) -> None:
         self.data_root = self.data_root or str(benchmark_folder(self.data_preset))
-        for name in ("resolution", "coarse_batch", "refine_batch", "log_every", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
-        for name in ("coarse_iters", "refine_iters", "eval_every", "num_workers", "cpu_threads"):
-            if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be 0 or more, got {getattr(self, name)}")
+        for name, least in (("resolution", 1), ("coarse_batch", 1), ("refine_batch", 1), ("log_every", 1),
+                            ("checkpoint_every", 1), ("coarse_iters", 0), ("refine_iters", 0), ("eval_every", 0),
+                            ("num_workers", 0), ("cpu_threads", 0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+                raise ValueError(f"{name} must be a whole number, got {value!r}")
+            if value < least:
+                raise ValueError(f"{name} must be {'at least 1' if least else '0 or more'}, got {value}")
         for name in ("coarse_lr", "refine_lr"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be above 0, got {getattr(self, name)}")
@@ -308,6 +311,15 @@ def checked_device(name: str | torch.device) -> torch.device:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {str(name)!r} asked for but CUDA is not available here; use cpu")
     return device
+
+
+def check_before_training(cfg: ExperimentConfig, refinement: bool = True) -> None:
+    """What would otherwise fail minutes in, checked at once with one-line errors: the device
+    (ValueError; before the data build) and, with ``refinement``, a VGG19 weights path that names
+    no file (FileNotFoundError; before the coarse stage trains)."""
+    checked_device(cfg.device)
+    if refinement:
+        resolve_vgg19_weights(cfg.vgg_path)
 
 
 def device_name(device: str | torch.device) -> str:

@@ -31,14 +31,13 @@ import torch
 from tqdm.auto import tqdm
 
 from .checkpoint import LATEST
-from .config import ExperimentConfig, checked_device, get_config, with_overrides
+from .config import ExperimentConfig, check_before_training, get_config, with_overrides
 from .data.benchmark import DATA_FOLDER, MANIFEST, benchmark_folder
 from .pipeline import NormalEstimator
 from .official import CheckpointError
 from .train import (EXIT_TIME_BUDGET, RESUMABLE_CHANGES, NonFiniteLossError, TimeBudgetReached, add_override_argument,
                     add_time_budget_argument, build_benchmark_first, deadline_after, exemplar_checkpoint,
                     parse_overrides, train_coarse, train_refiner)
-from .vgg import resolve_vgg19_weights
 
 
 #: Table 1's row of the best options beyond the paper measured on CPU (docs/beyond_the_paper.md,
@@ -275,8 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.exit(2, f"hffne_lib.experiments: --jobs must be at least 1, got {args.jobs}\n")
     deadline = deadline_after(args.max_minutes)
     try:
-        checked_device(cfg.device)                  # before minutes of building data
-        resolve_vgg19_weights(cfg.vgg_path)         # a wrong weights path: before the coarse stage
+        check_before_training(cfg)                  # device and VGG19 weights: before building data
         build_benchmark_first(cfg, progress=not args.no_progress)
         train_experiments(cfg, run_dir, args.runs or list(known), progress=not args.no_progress,
                           stage_progress=not args.no_progress and args.jobs == 1, deadline=deadline, jobs=args.jobs,

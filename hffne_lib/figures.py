@@ -38,12 +38,13 @@ from torch.utils.data import Dataset
 
 from .conventions import apply_mask, rgb_to_gray, shade_lambertian, to_uint8_image
 from .data import CROP_SCALE, LIGHT_FIELDS, load_image
-from .data.images import IMAGE_SUFFIXES
+from .data.images import image_files
 from .evaluate import FITTED, evaluate
 from .metrics import angular_error
-from .pipeline import NormalEstimator
+from .pipeline import NO_REFINER_VGG, NormalEstimator
 from .predict import face_crops, face_mask
 from .rendering import fit_sh, light_direction, relight, sh_shading
+from .train import PERCEPTUAL_LOSS_VGG
 from .vgg import RANDOM_SOURCE
 
 Item = Mapping[str, Any]
@@ -73,16 +74,14 @@ DATASET_ALBEDO = "dataset albedo"
 ESTIMATED_ALBEDO = (f"albedo estimated as image / fitted SH shading, scaled to 1 at its "
                     f"{ALBEDO_DISPLAY_QUANTILE * 100:.0f}th percentile over the face")
 
+#: Environment variable naming the real-faces folder when notebook 04's ``real_faces_dir`` is None.
+REAL_FACES_ENV = "HFFNE_REAL_FACES"
+
 #: Item key naming where the item's face comes from (``items_at``, ``load_real_faces``); titles show it.
 DATA_KEY = "data"
 
 #: The paper's data set each role of the synthetic benchmark stands in for.
 ROLE_STANDS_FOR = {"lab": "Photoface", "wild": "FFHQ/CelebA/300-W", "scans": "Florence"}
-
-#: Provenance "vgg_weights" of an estimator without refiner (pipeline.NormalEstimator.from_checkpoints).
-NO_REFINER_VGG = "none (no refiner)"
-#: Prefix of an A1 refiner's "vgg_weights": no VGG19 inside, one in its training loss (train.train_refiner).
-PERCEPTUAL_LOSS_VGG = "perceptual loss: "
 
 #: What the paper's refiner architectures do (Fig. 9's title).
 ARCHITECTURE_NOTES = {"A1": "exemplar + image", "A2": "feature concat", "A3": "modulation"}
@@ -671,19 +670,28 @@ def extreme_light_indices(dataset: Dataset, count: int) -> list[int]:
 
 
 # ----------------------------------------------------------------------------- real photos
+def real_faces_folder(folder: str | os.PathLike | None = None) -> str | None:
+    """The real-faces folder notebook 04 uses: ``folder``, else $HFFNE_REAL_FACES when set, else None."""
+    return str(folder) if folder else os.environ.get(REAL_FACES_ENV) or None
+
+
 def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = None) -> list[dict[str, Any]]:
-    """Real photos of ``folder`` (any hffne_lib.data image file, sorted by name; the first ``limit``
-    usable ones), the largest face of each found and cropped to ``size`` px as ``hffne predict`` does
-    (hffne_lib.predict.face_crops) -> items with "rgb" 3 x S x S, "gray" 1 x S x S in [0, 1],
-    "mask" 1 x S x S bool (the face ellipse, hffne_lib.predict.face_mask), "name" and DATA_KEY
-    ("your photos, <folder>"). A photo that cannot be read or holds no face is skipped with one
-    printed line; none left raises ValueError."""
+    """Real photos of ``folder``, or of its ``images/`` when it has none itself (the developers'
+    real_faces folder: ``images/`` beside ``official_hffne_normals/``): any hffne_lib.data image
+    file, sorted by name, the first ``limit`` usable ones. The largest face of each is found and
+    cropped to ``size`` px as ``hffne predict`` does (hffne_lib.predict.face_crops) -> items with
+    "rgb" 3 x S x S, "gray" 1 x S x S in [0, 1], "mask" 1 x S x S bool (the face ellipse,
+    hffne_lib.predict.face_mask), "name" and DATA_KEY ("your photos, <folder>"). A photo that
+    cannot be read or holds no face is skipped with one printed line; none left raises ValueError."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"real-faces folder {folder} does not exist")
-    paths = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    paths = image_files(folder)
+    if not paths and (folder / "images").is_dir():
+        folder = folder / "images"
+        paths = image_files(folder)
     if not paths:
-        raise FileNotFoundError(f"no images in {folder}")
+        raise FileNotFoundError(f"no images in {folder}: name a folder of photos (or one holding images/)")
     mask = torch.from_numpy(face_mask(size, CROP_SCALE))[None]
     items = []
     for path in paths:

@@ -26,6 +26,9 @@ if TYPE_CHECKING:  # hffne_lib.predict imports this module
 
     from .predict import Prediction
 
+#: Provenance "vgg_weights" of an estimator without refiner (``NormalEstimator.from_checkpoints``).
+NO_REFINER_VGG = "none (no refiner)"
+
 
 class NormalEstimator(nn.Module):
     """Coarse exemplar G(I) then refinement phi(I, G(I)); eval mode, no gradients. BEYOND THE
@@ -74,7 +77,7 @@ class NormalEstimator(nn.Module):
             load_refiner(refiner_path, resolution=coarse_ckpt["resolution"])
         provenance = {"weights": "trained", "exemplar_path": str(coarse_path),
                       "refiner_path": None if refiner_path is None else str(refiner_path),
-                      "vgg_weights": "none (no refiner)" if refiner is None else refiner_ckpt["vgg_weight_source"],
+                      "vgg_weights": NO_REFINER_VGG if refiner is None else refiner_ckpt["vgg_weight_source"],
                       "resolution": coarse_ckpt["resolution"], "coarse_iteration": coarse_ckpt["iteration"],
                       "refiner_iteration": None if refiner is None else refiner_ckpt["iteration"],
                       "git_revision": refiner_ckpt["git_revision"], "manifest_hash": refiner_ckpt["manifest_hash"]}

@@ -42,9 +42,10 @@ from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 from tqdm.auto import tqdm
 
 from .augment import relight_lab_batch, warp_lab_batch
-from .checkpoint import (LATEST, WEIGHT_AVERAGE, load_checkpoint, load_coarse, make_payload, milestone_path,
-                         save_checkpoint, set_rng_state)
-from .config import COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, checked_device, get_config
+from .checkpoint import (LATEST, WEIGHT_AVERAGE, checkpoint_entry, load_checkpoint, load_coarse, make_payload,
+                         milestone_path, save_checkpoint, set_rng_state)
+from .config import (COARSE_DEFINING, REFINEMENT_ONLY, ExperimentConfig, check_before_training, checked_device,
+                     get_config)
 from .evaluate import DETAIL_FREE, REGIONS, STAGES, evaluate_splits
 from .files import replaced_atomically
 from .fitting import FitSettings, fit_normals
@@ -52,7 +53,7 @@ from .losses import PerceptualLoss, RefinementObjective, gan_loss, supervised_no
 from .official import CheckpointError
 from .pipeline import NormalEstimator
 from .refiner import Refiner
-from .vgg import load_vgg19, resolve_vgg19_weights
+from .vgg import load_vgg19
 
 #: Config fields a resumed run may change (they do not alter the numbers it computes; refine_iters
 #: not with integrability_warmup, which ramps over a fraction of it: ``check_resumable``).
@@ -66,6 +67,9 @@ REFINEMENT_INPUTS = ("gray", "rgb", "mask")
 #: The weight average's half-life is at most this fraction of the iterations done (stylegan2-ada's
 #: ema_rampup), so that the first, random weights do not linger in it.
 EMA_RAMPUP = 0.25
+
+#: Prefix of an A1 refiner's provenance "vgg_weights": no VGG19 inside, one in its training loss.
+PERCEPTUAL_LOSS_VGG = "perceptual loss: "
 
 #: Exit code of the training commands when ``--max-minutes`` ran out (run the command again to go on).
 EXIT_TIME_BUDGET = 75
@@ -559,6 +563,17 @@ def exemplar_checkpoint(cfg: ExperimentConfig, run_dir: str | os.PathLike) -> Pa
     return milestone_path(stage_dir, cfg.exemplar_iteration)
 
 
+def finish_coarse(cfg: ExperimentConfig, run_dir: str | os.PathLike, **kwargs: Any) -> Path:
+    """The coarse checkpoint ``cfg``'s refinement reads (``exemplar_checkpoint``), after training
+    its stage, or finishing one cut short, when it is not at coarse_iters yet (``kwargs`` go to
+    ``train_coarse``). A finished stage is taken as it is, whatever its seed (a refiner's seed is
+    its own; train_refiner checks the settings that make the stage, ``check_exemplar``)."""
+    latest = Path(run_dir) / "coarse" / LATEST
+    if not latest.is_file() or checkpoint_entry(latest, "iteration", 0) < cfg.coarse_iters:
+        train_coarse(cfg, run_dir, **kwargs)
+    return exemplar_checkpoint(cfg, run_dir)
+
+
 def refinement_data(cfg: ExperimentConfig) -> Dataset:
     """The ground-truth-free training images: ``cfg.refine_splits`` (default wild_train and
     lab_train), concatenated, their REFINEMENT_INPUTS only (so real photos, which have no ground
@@ -643,7 +658,7 @@ def train_refiner(cfg: ExperimentConfig, run_dir: str | os.PathLike, *, coarse_c
     vgg_source = install_vgg(refiner, cfg)
     objective = refinement_objective(cfg).to(rt.device)
     if refiner.vgg is None:
-        vgg_source = f"perceptual loss: {objective.perceptual.vgg.weight_source}"
+        vgg_source = f"{PERCEPTUAL_LOSS_VGG}{objective.perceptual.vgg.weight_source}"
     refiner.to(rt.device)
     optimizer = make_adam([p for p in refiner.parameters() if p.requires_grad], cfg.refine_lr, cfg.refine_betas, rt)
 
@@ -773,9 +788,7 @@ def main(argv: list[str] | None = None) -> int:
     kwargs = {"resume": not args.no_resume, "progress": not args.no_progress,
               "deadline": deadline_after(args.max_minutes)}
     try:
-        checked_device(cfg.device)                  # before minutes of building data
-        if args.stage in ("refiner", "both"):
-            resolve_vgg19_weights(cfg.vgg_path)     # a wrong weights path: before the coarse stage
+        check_before_training(cfg, refinement=args.stage in ("refiner", "both"))   # before building data
         build_benchmark_first(cfg, progress=not args.no_progress)
         if args.stage in ("coarse", "both"):
             print(train_coarse(cfg, args.run_dir, **kwargs))

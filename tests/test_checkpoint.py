@@ -8,7 +8,7 @@ from hffne_lib.checkpoint import CheckpointError, git_revision, load_checkpoint,
 from hffne_lib.config import ExperimentConfig, with_overrides
 from hffne_lib.pipeline import NormalEstimator
 from hffne_lib.predict import load_estimator
-from hffne_lib.train import check_resumable, check_same_inputs, train_coarse, train_refiner
+from hffne_lib.train import check_resumable, check_same_inputs, finish_coarse, train_coarse, train_refiner
 from test_train import RandomFaces, tiny
 
 
@@ -192,6 +192,22 @@ def test_a_refiner_learns_only_from_the_coarse_stage_its_config_describes(tmp_pa
         train_refiner(tiny(coarse_iters=5, coarse_warp=0.5), tmp_path, dataset=RandomFaces(), progress=False)
     refiner = train_refiner(tiny(coarse_iters=2, refine_iters=1, coarse_warp=0.5, seed=4), tmp_path,
                             dataset=RandomFaces(), progress=False)              # another seed is the refiner's own
+    assert load_checkpoint(refiner, "refiner")["exemplar"]["iteration"] == 2
+
+
+def test_notebook_02_finishes_a_coarse_stage_cut_short_and_takes_a_finished_one_of_another_seed(tmp_path):
+    """Notebook 02 trained the coarse stage only when it had no checkpoint at all: one cut short at
+    iteration 1 of 2 was then refused by its refiner. A finished one is left alone (no resume check),
+    so a refiner of another seed learns from it as before."""
+    cut_short = train_coarse(tiny(coarse_iters=2, checkpoint_every=1), tmp_path, dataset=RandomFaces(), progress=False, stop_after=1)
+    assert load_checkpoint(cut_short, "coarse")["iteration"] == 1
+    assert finish_coarse(tiny(coarse_iters=2), tmp_path, dataset=RandomFaces(), progress=False) == cut_short
+    assert load_checkpoint(cut_short, "coarse")["iteration"] == 2
+    with pytest.raises(CheckpointError, match="cannot resume, config field 'seed' was 0, now 4"):
+        train_coarse(tiny(coarse_iters=2, seed=4), tmp_path, dataset=RandomFaces(), progress=False)
+    other_seed = tiny(coarse_iters=2, refine_iters=1, seed=4)
+    assert finish_coarse(other_seed, tmp_path, dataset=RandomFaces(), progress=False) == cut_short
+    refiner = train_refiner(other_seed, tmp_path, dataset=RandomFaces(), progress=False)
     assert load_checkpoint(refiner, "refiner")["exemplar"]["iteration"] == 2
 
 

@@ -385,6 +385,25 @@ def test_load_real_faces_with_no_face_left_is_one_line(photo_folder, tmp_path):
         figures.load_real_faces(tmp_path / "missing", RES)
 
 
+def test_load_real_faces_reads_images_of_a_folder_laid_out_as_the_developers_real_faces(photo_folder, tmp_path,
+                                                                                          monkeypatch):
+    """../shared/data/real_faces (gpu_check.sh's REAL_FACES) holds images/ and official_hffne_normals/:
+    its top level has no photo, and the normal maps beside them are no faces to predict."""
+    (tmp_path / "images").mkdir()
+    (tmp_path / "official_hffne_normals").mkdir()
+    (tmp_path / "images" / "face.png").write_bytes((photo_folder / "face.png").read_bytes())
+    (tmp_path / "official_hffne_normals" / "face.png").write_bytes((photo_folder / "blank.png").read_bytes())
+    [photo] = figures.load_real_faces(tmp_path, RES)
+    assert photo["name"] == "face" and photo[figures.DATA_KEY] == f"your photos, {tmp_path / 'images'}"
+    (tmp_path / "empty" / "images").mkdir(parents=True)
+    with pytest.raises(FileNotFoundError, match=r"no images in .*empty/images: name a folder of photos"):
+        figures.load_real_faces(tmp_path / "empty", RES)
+    monkeypatch.setenv(figures.REAL_FACES_ENV, str(tmp_path))
+    assert figures.real_faces_folder(None) == str(tmp_path) and figures.real_faces_folder("mine") == "mine"
+    monkeypatch.delenv(figures.REAL_FACES_ENV)
+    assert figures.real_faces_folder(None) is None
+
+
 def test_real_faces_are_cropped_and_masked_as_hffne_predict(photo_folder, estimator):
     """Crop and mask (the face ellipse) are predict_image's, so are the refined normals inside it."""
     [photo] = figures.load_real_faces(photo_folder, RES)

@@ -1,10 +1,12 @@
 """Tables 1-3: same seed, same tables; provenance headers; the paper's rows labelled as such."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 
 from hffne_lib.checkpoint import CODE_REVISION
 from hffne_lib.experiments import experiments, prepare, train_experiments
@@ -207,6 +209,7 @@ def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
     fake = types.SimpleNamespace(execute_notebook=lambda source, target, **kw: calls.append((source, kw["parameters"])),
                                  inspect_notebook=papermill.inspect_notebook)
     monkeypatch.setitem(sys.modules, "papermill", fake)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)    # a GPU machine, as far as the check goes
     assert main(["--preset", "gpu", "--device", "cuda", "--out", str(tmp_path), "--only", "03"]) == 0
     assert calls == [(str(notebooks()[3]), {"preset": "gpu", "device": "cuda", "results_root": str(tmp_path)})]
     main(["--out", str(tmp_path), "--jobs", "3", "--data-root", str(tmp_path / "shm"), "--only", "00", "03"])
@@ -214,6 +217,85 @@ def test_reproduce_hands_each_notebook_its_parameters(tmp_path, monkeypatch):
     assert calls[1][1] == {"preset": "smoke", "data_root": str(tmp_path / "shm")}   # only what 00 declares
     assert calls[-1][1] == {"preset": "smoke", "results_root": str(tmp_path), "jobs": 3,   # the preset's device
                             "data_root": str(tmp_path / "shm")}
+
+
+def fake_papermill(monkeypatch, execute):
+    """papermill with ``execute`` for execute_notebook (inspect_notebook is the real one)."""
+    import sys
+    import types
+
+    import papermill
+    monkeypatch.setitem(sys.modules, "papermill", types.SimpleNamespace(
+        execute_notebook=execute, inspect_notebook=papermill.inspect_notebook,
+        PapermillExecutionError=papermill.PapermillExecutionError))
+
+
+def test_reproduce_refuses_a_device_or_vgg19_weights_it_cannot_have_before_any_notebook_runs(tmp_path, monkeypatch,
+                                                                                           capsys):
+    """make reproduce PRESET=gpu on a CPU machine built the 4 GB gpu data before notebook 01 found no
+    CUDA; a wrong HFFNE_VGG19_WEIGHTS was found in notebook 02, after the coarse stage had trained."""
+    from hffne_lib.reproduce import main
+    from hffne_lib.vgg import VGG19_ENV
+
+    ran = []
+    fake_papermill(monkeypatch, lambda source, target, **kw: ran.append(Path(source).name))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.chdir(tmp_path)
+    assert main(["--preset", "gpu", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == ("hffne_lib.reproduce: device 'cuda' asked for but CUDA is not available "
+                                       "here; use cpu\n")
+    monkeypatch.setenv(VGG19_ENV, "weights/vgg19.pth")
+    assert main(["--preset", "ci", "--out", str(tmp_path), "--only", "01", "02"]) == 2
+    assert capsys.readouterr().err == (f"hffne_lib.reproduce: VGG19 weights not found at {tmp_path / 'weights/vgg19.pth'} "
+                                       f"(set by {VGG19_ENV}); fix the path or unset it to fall back to the hub cache\n")
+    assert ran == [] and not (tmp_path / "notebooks").exists()
+    assert main(["--preset", "gpu", "--out", str(tmp_path), "--only", "00"]) == 0   # the data build needs neither
+    assert ran == ["00_data_prep.ipynb"]
+
+
+def test_reproduce_hands_the_notebooks_relative_paths_of_the_environment_as_absolute_ones(tmp_path, monkeypatch):
+    """The kernels run in notebooks/: HFFNE_VGG19_WEIGHTS=weights/vgg19.pth was looked for there."""
+    from hffne_lib.data.sfm import SFM_ENV
+    from hffne_lib.figures import REAL_FACES_ENV
+    from hffne_lib.reproduce import NOTEBOOK_DIR, PATH_VARIABLES, main
+    from hffne_lib.vgg import VGG19_ENV
+
+    assert set(PATH_VARIABLES) == {VGG19_ENV, SFM_ENV, REAL_FACES_ENV}
+    seen = []
+    fake_papermill(monkeypatch, lambda source, target, **kw: seen.append(
+        (kw["cwd"], {name: os.environ.get(name) for name in PATH_VARIABLES})))
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "vgg19.pth").write_bytes(b"")      # the check before the notebooks looks for the file
+    monkeypatch.setenv(VGG19_ENV, "weights/vgg19.pth")
+    monkeypatch.setenv(SFM_ENV, "/elsewhere/sfm.npz")
+    monkeypatch.setenv(REAL_FACES_ENV, "faces")
+    assert main(["--preset", "ci", "--out", str(tmp_path), "--only", "00", "04"]) == 0
+    assert seen == 2 * [(str(NOTEBOOK_DIR), {VGG19_ENV: str(tmp_path / "weights" / "vgg19.pth"),
+                                             SFM_ENV: "/elsewhere/sfm.npz", REAL_FACES_ENV: str(tmp_path / "faces")})]
+    assert (os.environ[VGG19_ENV], os.environ[REAL_FACES_ENV]) == ("weights/vgg19.pth", "faces")   # as they were
+
+
+def test_reproduce_names_a_dead_kernel_and_an_unknown_one_in_one_line(tmp_path, monkeypatch, capsys):
+    from jupyter_client.kernelspec import find_kernel_specs
+    from nbclient.exceptions import DeadKernelError
+
+    from hffne_lib.reproduce import main
+
+    assert main(["--preset", "ci", "--only", "00", "--kernel", "no_such_kernel", "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("hffne_lib.reproduce: no Jupyter kernel named 'no_such_kernel' to run 00_data_prep.ipynb; "
+                          "give --kernel one of: ") and err.count("\n") == 1
+    assert all(name in err for name in find_kernel_specs())
+
+    def die(source, target, **kw):
+        raise DeadKernelError("Kernel died")
+    fake_papermill(monkeypatch, die)
+    assert main(["--preset", "ci", "--only", "01", "--out", str(tmp_path)]) == 1
+    target = tmp_path / "notebooks" / "ci" / "01_coarse_training.ipynb"
+    assert capsys.readouterr().err == (f"hffne_lib.reproduce: 01_coarse_training.ipynb: its kernel died, most likely out "
+                                       f"of memory (try a smaller preset or fewer --jobs); {target} shows how far it got, "
+                                       f"and the same command resumes\n")
 
 
 def test_notebook_02s_runs_are_named_after_their_settings_and_share_the_tables_folder_when_they_are_a_row():

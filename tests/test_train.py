@@ -466,6 +466,28 @@ def test_settings_take_a_number_for_a_float_a_list_for_a_tuple_and_none_where_al
     assert (cfg.shading_weight, cfg.coarse_milestones, cfg.exemplar_iteration, cfg.vgg_path) == (3, (6, 300), None, "/w.pth")
 
 
+def test_a_count_that_is_negative_or_no_whole_number_is_refused_however_the_config_is_made():
+    """Notebook 02 assigned eval_every after the config was checked: -1 or 2.5 then measured the
+    test splits every iteration. It now goes through with_overrides, and the config itself checks."""
+    import numpy as np
+
+    from hffne_lib.config import ExperimentConfig
+    from hffne_lib.experiments import refine_eval_every
+
+    cfg = get_config("ci")
+    for value, message in ((-1, "eval_every must be 0 or more, got -1"),
+                           (2.5, "eval_every must be a whole number, got 2.5"),
+                           (True, "eval_every must be a whole number, got True")):
+        with pytest.raises(ValueError, match=f"^{message}$"):
+            ExperimentConfig(eval_every=value)
+        with pytest.raises(ValueError, match="eval_every"):
+            with_overrides(cfg, eval_every=refine_eval_every(cfg, value))     # notebook 02's route
+    with pytest.raises(ValueError, match=r"^refine_iters must be a whole number, got 1500.0$"):
+        ExperimentConfig(refine_iters=1500.0)
+    assert with_overrides(cfg, eval_every=refine_eval_every(cfg, None)).eval_every == cfg.refine_iters // 5
+    assert ExperimentConfig(eval_every=np.int64(3)).eval_every == 3      # a numpy count is a whole number
+
+
 def test_the_default_data_root_is_where_the_data_command_builds(tmp_path, monkeypatch):
     """Without data_root the training commands read data/synthetic_<data preset>: the data
     command's default folder, so `python -m hffne_lib.data` then `... train` needs no --set."""

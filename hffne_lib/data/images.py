@@ -105,6 +105,11 @@ def list_files(folder: str | os.PathLike, suffixes: tuple[str, ...] = IMAGE_SUFF
     return sorted(p for p in Path(folder).rglob("*") if p.suffix.lower() in suffixes and p.is_file())
 
 
+def image_files(folder: str | os.PathLike) -> list[Path]:
+    """The image files (IMAGE_SUFFIXES, any case) directly in ``folder``, not its sub-folders, sorted."""
+    return sorted(p for p in Path(folder).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
 def output_stems(relatives: Sequence[Path]) -> list[Path]:
     """The stem of each relative input path's outputs, in order and all different: the path without
     its suffix; the suffix kept where two inputs share that stem (a.jpg and a.png -> a_jpg, a_png);
