@@ -37,12 +37,12 @@ from matplotlib.figure import Figure
 from torch.utils.data import Dataset
 
 from .conventions import apply_mask, rgb_to_gray, shade_lambertian, to_uint8_image
-from .data import CROP_SCALE, LIGHT_FIELDS, load_image
+from .data import CROP_SCALE, LIGHT_FIELDS, face_mask, load_image
 from .data.images import image_files
 from .evaluate import FITTED, evaluate
 from .metrics import angular_error
 from .pipeline import NO_REFINER_VGG, NormalEstimator
-from .predict import face_crops, face_mask
+from .predict import face_crops
 from .rendering import fit_sh, light_direction, relight, sh_shading
 from .train import PERCEPTUAL_LOSS_VGG
 from .vgg import RANDOM_SOURCE
@@ -176,7 +176,7 @@ def stack(items: Sequence[Item], key: str) -> torch.Tensor:
 
 def item_mask(item: Item) -> torch.Tensor:
     """The item's "mask", 1 x H x W bool; everything when it has none (the face region of a crop
-    is hffne_lib.predict.face_mask, which ``load_real_faces`` puts in its items)."""
+    is hffne_lib.data.face_mask, which ``load_real_faces`` puts in its items)."""
     if "mask" in item:
         return torch.as_tensor(item["mask"]).bool()
     return torch.ones_like(torch.as_tensor(item["gray"]), dtype=torch.bool)
@@ -681,7 +681,7 @@ def load_real_faces(folder: str | os.PathLike, size: int, limit: int | None = No
     file, sorted by name, the first ``limit`` usable ones. The largest face of each is found and
     cropped to ``size`` px as ``hffne predict`` does (hffne_lib.predict.face_crops) -> items with
     "rgb" 3 x S x S, "gray" 1 x S x S in [0, 1], "mask" 1 x S x S bool (the face ellipse,
-    hffne_lib.predict.face_mask), "name" and DATA_KEY ("your photos, <folder>"). A photo that
+    hffne_lib.data.face_mask), "name" and DATA_KEY ("your photos, <folder>"). A photo that
     cannot be read or holds no face is skipped with one printed line; none left raises ValueError."""
     folder = Path(folder)
     if not folder.is_dir():
