@@ -319,6 +319,12 @@ def test_prepare_scan_folder(tmp_path):
     normal = from_uint8_image(cv2.cvtColor(cv2.imread(str(tmp_path / "out" / "a_normal.png")), cv2.COLOR_BGR2RGB))
     assert normal[2, 16, 16] > 0.95                                       # the sphere's centre faces the camera
     assert cv2.imread(str(tmp_path / "out" / "a_mask.png"), cv2.IMREAD_GRAYSCALE)[16, 16] == 255
+    with pytest.raises(OutputExistsError, match="report.csv exists .pass overwrite=True"):
+        prepare_scan_folder(tmp_path / "scans", tmp_path / "out", size=32, progress=False)
+    (tmp_path / "out" / "report.csv").unlink()
+    with pytest.raises(OutputExistsError, match="a_normal.png exists"):     # each output is guarded, not the report alone
+        prepare_scan_folder(tmp_path / "scans", tmp_path / "out", size=32, progress=False)
+    assert len(prepare_scan_folder(tmp_path / "scans", tmp_path / "out", size=32, progress=False, overwrite=True)) == 2
 
 
 def test_photoface_folders_that_cannot_make_a_lab_set_say_why(tmp_path):

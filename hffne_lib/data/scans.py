@@ -15,11 +15,14 @@ import torch
 from tqdm.auto import tqdm
 
 from ..conventions import to_uint8_image
+from ..files import check_absent
 from .images import list_files, output_stems, save_image, write_report
 from .mesh import Mesh, face_normals, read_mesh
 from .raster import project, rasterize, render_gbuffer, single_threaded
 
 MESH_SUFFIXES = (".obj", ".ply")
+#: What ``prepare_scan_folder`` writes per scan, after its stem: the normal map and the mask.
+SCAN_OUTPUTS = ("_normal.png", "_mask.png")
 
 
 @single_threaded
@@ -39,14 +42,19 @@ def render_mesh_normals(mesh: Mesh, size: int = 256, rotation: torch.Tensor | No
 
 
 def prepare_scan_folder(source: str | os.PathLike, target: str | os.PathLike, size: int = 256,
-                        rotation: torch.Tensor | None = None, progress: bool = True) -> pd.DataFrame:
+                        rotation: torch.Tensor | None = None, progress: bool = True,
+                        overwrite: bool = False) -> pd.DataFrame:
     """Render every OBJ/PLY under ``source`` to target/<relative path>_normal.png (RGB
     encoding of hffne_lib.conventions) and _mask.png (a.obj and a.ply beside it: a_obj_normal.png,
     a_ply_normal.png); returns the report also written, atomically, to target/report.csv (file,
-    status ok / unreadable, message). Bad files never stop the run."""
+    status ok / unreadable, message). Bad files never stop the run; outputs already there are a
+    one-line OutputExistsError unless ``overwrite``."""
     source, target = Path(source), Path(target)
     files = list_files(source, MESH_SUFFIXES)
     stems = output_stems([file.relative_to(source) for file in files])
+    if not overwrite:
+        check_absent([target / "report.csv", *(f"{target / stem}{suffix}" for stem in stems
+                                               for suffix in SCAN_OUTPUTS)], "pass overwrite=True to replace it")
     rows = []
     for file, stem in tqdm(zip(files, stems), total=len(files), desc="scans", unit="scan", disable=not progress):
         relative = file.relative_to(source)
@@ -57,8 +65,9 @@ def prepare_scan_folder(source: str | os.PathLike, target: str | os.PathLike, si
             continue
         out = target / stem
         out.parent.mkdir(parents=True, exist_ok=True)
-        save_image(f"{out}_normal.png", to_uint8_image(rendered["normal"]))
-        save_image(f"{out}_mask.png", rendered["mask"][0].numpy().astype(np.uint8) * 255)
+        normal_png, mask_png = (f"{out}{suffix}" for suffix in SCAN_OUTPUTS)
+        save_image(normal_png, to_uint8_image(rendered["normal"]))
+        save_image(mask_png, rendered["mask"][0].numpy().astype(np.uint8) * 255)
         rows.append({"file": str(relative), "status": "ok", "message": ""})
     report = pd.DataFrame(rows, columns=["file", "status", "message"])
     write_report(report, target / "report.csv")
