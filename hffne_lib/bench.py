@@ -5,7 +5,7 @@
 (a) authors-equivalent: fp32, per-sample grouped-conv modulation, VGG19 run through pool5 in the
     encoder and the perceptual loss (their vgg19.forward computes every layer), the encoder's VGG
     trained (their script re-enables its gradients). Both paths run the coarse U-Net without dropout.
-(b) optimised, the same maths: bf16 autocast, channels_last, the batched modulated convolution,
+(b) optimised, the same maths: bf16 autocast and channels_last (on CUDA: ``uses_bf16``), the batched modulated convolution,
     VGG stopped at the last layer used (the classifier is never built), torch.compile, CUDA graphs
     for inference (torch.compile mode "reduce-overhead").
 Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
@@ -160,6 +160,13 @@ def _reset_peak(device: torch.device) -> float | None:
     return torch.cuda.memory_allocated(device) / 2 ** 20
 
 
+def uses_bf16(device: torch.device, optimised: bool) -> bool:
+    """Whether a path runs under bf16 autocast: the optimised one, on CUDA. A CPU without bf16
+    units (AVX2) computes bf16 convolutions with a reference kernel tens of times slower than fp32,
+    so there the optimised path stays fp32 and a CPU run times the other optimisations alone."""
+    return optimised and device.type == "cuda"
+
+
 def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPath:
     path = path.to(device)
     if optimised and device.type == "cuda":
@@ -193,7 +200,7 @@ def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int,
 
     def step(compile_now: bool):
         refiner = torch.compile(path.refiner, dynamic=False) if compile_now else path.refiner
-        return lambda: training_step(path, optimizer, gray, rgb, optimised, refiner)
+        return lambda: training_step(path, optimizer, gray, rgb, uses_bf16(device, optimised), refiner)
     resident = _reset_peak(device)
     _, seconds, notes = _timed_compiled(step, device, warmup, iters, compiled)
     memory = _memory(device, resident)
@@ -219,7 +226,7 @@ def bench_training_compiled(fast: BenchPath, device: torch.device, batch: int, s
 
 def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
     def infer(gray: torch.Tensor) -> torch.Tensor:
-        with bf16_autocast(gray.device, optimised):
+        with bf16_autocast(gray.device, uses_bf16(gray.device, optimised)):
             return path.refiner(gray, path.coarse(gray))
     return torch.compile(infer, mode=compile_mode, dynamic=False) if compile_mode else infer
 
@@ -305,7 +312,8 @@ def bench_profile(fast: BenchPath, device: torch.device, batch: int, size: int, 
     """``profile_calls`` of the optimised path, uncompiled: one training step (batch ``batch``)
     and one batch-1 inference (the latency target)."""
     gray, rgb, optimizer = _training_inputs(fast, device, batch, size, True)
-    training = profile_calls(lambda: training_step(fast, optimizer, gray, rgb, True), device, warmup, calls)
+    bf16 = uses_bf16(device, True)
+    training = profile_calls(lambda: training_step(fast, optimizer, gray, rgb, bf16), device, warmup, calls)
     fast.eval()
     single = _gray_batch(1, size, device, True)
     infer = _inference_fn(fast, True, None)
@@ -327,10 +335,10 @@ def agreement(authors: BenchPath, fast: BenchPath, device: torch.device, size: i
         fp32 = fast.refiner(gray, fast.coarse(gray)).float()
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    with bf16_autocast(device, device.type == "cuda"):
+    with bf16_autocast(device, uses_bf16(device, True)):
         low = fast.refiner(gray, fast.coarse(gray)).float()
     return {"fp32_mean_deg": angular_error(fp32, reference).mean().item(),
-            "bf16_mean_deg": angular_error(low, reference).mean().item() if device.type == "cuda" else None}
+            "bf16_mean_deg": angular_error(low, reference).mean().item() if uses_bf16(device, True) else None}
 
 
 def bench_input(size: int, batch: int, data_root: str | None, iters: int, workers: int) -> dict:

@@ -51,6 +51,15 @@ def test_a_training_step_takes_a_compiled_refiner():
     assert losses[0].item() == pytest.approx(losses[1].item(), rel=1e-5)
 
 
+def test_a_cpu_run_keeps_the_optimised_path_in_fp32():
+    """bf16 autocast is the optimised path's on CUDA only: an AVX2 CPU runs bf16 convolutions
+    through a reference kernel tens of times slower, which would time a slow-down as the speed-up."""
+    fast = bench.BenchPath(False, **TINY).eval()
+    with torch.no_grad():
+        assert bench._inference_fn(fast, True, None)(torch.rand(1, 1, 64, 64)).dtype == torch.float32
+    assert bench.uses_bf16(torch.device("cuda"), True) and not bench.uses_bf16(torch.device("cuda"), False)
+
+
 def test_training_is_timed_in_train_mode_after_the_agreement_put_both_paths_in_eval_mode(monkeypatch):
     modes = []
     step = bench.training_step
