@@ -32,6 +32,7 @@ import typing
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from .augment import check_fraction, check_yaw
@@ -328,6 +329,15 @@ def device_name(device: str | torch.device) -> str:
     if device.type == "cuda" and torch.cuda.is_available():
         return torch.cuda.get_device_name(device)
     return platform.processor() or platform.machine()
+
+
+def software_note() -> str:
+    """The software behind a number besides our code, e.g. "Python 3.11.7, torch 2.13.0+cpu (CPU
+    kernels AVX2), numpy 2.4.6": the same seed gives the same numbers where these and the device
+    agree; another CPU (its kernels: AVX2, AVX512) or library version may round differently, and
+    training amplifies a last-bit difference into a different model."""
+    return (f"Python {platform.python_version()}, torch {torch.__version__} "
+            f"(CPU kernels {torch.backends.cpu.get_cpu_capability()}), numpy {np.__version__}")
 
 
 def get_config(name: str, **overrides: Any) -> ExperimentConfig:

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from .checkpoint import CODE_REVISION, checkpoint_entry
-from .config import EVAL_SPLITS, ExperimentConfig
+from .config import EVAL_SPLITS, ExperimentConfig, software_note
 from .data import FaceNormalDataset
 from .filters import low_pass
 from .fitting import FitSettings
@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"git revision": CODE_REVISION, "checkpoints": f"{coarse_path} (iteration "
                 f"{estimator.provenance['coarse_iteration']}), {refiner}, trained at "
                 f"{estimator.provenance['git_revision']}",
-                "preset": cfg.name, "device": args.device, "data manifest hash": data_manifest_hash(cfg, args.splits),
+                "preset": cfg.name, "device": args.device, "software": software_note(), "data manifest hash": data_manifest_hash(cfg, args.splits),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
                 **({"fitted": f"{estimator.fitting.describe()}; {FIT_MASK_NOTE}"} if estimator.fitting else {}),
                 "unit": "mean angular error, degrees", "wall time": f"{time.perf_counter() - start:.0f} s"}

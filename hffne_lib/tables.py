@@ -18,7 +18,7 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from .checkpoint import CODE_REVISION, checkpoint_entry, checkpoint_revision
-from .config import ExperimentConfig, device_name
+from .config import ExperimentConfig, device_name, software_note
 from .evaluate import DETAIL_FREE, FIT_MASK_NOTE, FITTED, REGIONS, Evaluation, evaluate
 from .experiments import BEYOND_PAPER_ROW, experiment_checkpoints, experiments, load_experiment
 from .files import write_text_atomically
@@ -149,9 +149,10 @@ def _without_fitted(evaluation: Evaluation) -> Evaluation:
 def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float,
                fitting: FitSettings | None = None) -> dict[str, str]:
     """What made a table: code revision (of the measuring code, and of the training code behind each
-    checkpoint), preset, device, data, VGG weights, the fitting settings of FITTED_ROW, wall time."""
+    checkpoint), preset, device, software, data, VGG weights, the fitting settings of FITTED_ROW, wall time."""
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
             "preset": cfg.name, "measured on": f"{cfg.device} ({device_name(cfg.device)})",
+            "software": software_note(),
             "data manifest hash": data_manifest_hash(cfg, MEASURED_SPLITS), "VGG19 weights": vgg_sources(cfg, run_dir),
             **({"fitted": f"{fitting.describe()}; {FIT_MASK_NOTE}"} if fitting else {}), "wall time": f"{seconds:.0f} s"}
 

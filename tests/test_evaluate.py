@@ -72,7 +72,7 @@ def test_detail_region_is_measured_separately():
 
 
 def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
-    from hffne_lib.config import get_config
+    from hffne_lib.config import get_config, software_note
     from hffne_lib.evaluate import main as evaluate_main
     from hffne_lib.train import main as train_main, open_split
 
@@ -84,9 +84,9 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
                           "--no-progress"]) == 0
     header = [line for line in (out / "evaluation.md").read_text().splitlines() if line.startswith("- ")]
     assert [line.split(":")[0] for line in header] == ["- git revision", "- checkpoints", "- preset", "- device",
-                                                       "- data manifest hash", "- VGG19 weights", "- unit",
-                                                       "- wall time"]
-    assert "(iteration 2)" in header[1] and "STAND-IN" in header[5]
+                                                       "- software", "- data manifest hash", "- VGG19 weights",
+                                                       "- unit", "- wall time"]
+    assert "(iteration 2)" in header[1] and "STAND-IN" in header[6] and header[4] == f"- software: {software_note()}"
     written = pd.read_csv(out / "summary.csv")
     cfg = get_config("ci", data_root=str(data_root))
     estimator = NormalEstimator.from_checkpoints(tmp_path / "run" / "coarse" / "latest.pt",
