@@ -5,9 +5,9 @@
 (a) authors-equivalent: fp32, per-sample grouped-conv modulation, VGG19 run through pool5 in the
     encoder and the perceptual loss (their vgg19.forward computes every layer), the encoder's VGG
     trained (their script re-enables its gradients). Both paths run the coarse U-Net without dropout.
-(b) optimised, the same maths: bf16 autocast and channels_last (on CUDA: ``uses_bf16``), the batched modulated convolution,
-    VGG stopped at the last layer used (the classifier is never built), torch.compile, CUDA graphs
-    for inference (torch.compile mode "reduce-overhead").
+(b) optimised, the same maths: bf16 autocast and channels_last (on CUDA: ``uses_bf16``), the batched
+    modulated convolution, VGG stopped at the last layer used (the classifier is never built),
+    torch.compile, CUDA graphs for inference (torch.compile mode "reduce-overhead").
 Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
 batch 1 and 32): iterations or images per second, latency (each call waited for on its own, median),
 GPU memory (the peak, and what was resident before: weights of both paths), ratio (b)/(a);

@@ -192,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
         meta = {"git revision": CODE_REVISION, "checkpoints": f"{coarse_path} (iteration "
                 f"{estimator.provenance['coarse_iteration']}), {refiner}, trained at "
                 f"{estimator.provenance['git_revision']}",
-                "preset": cfg.name, "device": args.device, "software": software_note(), "data manifest hash": data_manifest_hash(cfg, args.splits),
+                "preset": cfg.name, "device": args.device, "software": software_note(),
+                "data manifest hash": data_manifest_hash(cfg, args.splits),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
                 **({"fitted": f"{estimator.fitting.describe()}; {FIT_MASK_NOTE}"} if estimator.fitting else {}),
                 "unit": "mean angular error, degrees", "wall time": f"{time.perf_counter() - start:.0f} s"}
