@@ -5,9 +5,10 @@
 (a) authors-equivalent: fp32, per-sample grouped-conv modulation, VGG19 run through pool5 in the
     encoder and the perceptual loss (their vgg19.forward computes every layer), the encoder's VGG
     trained (their script re-enables its gradients). Both paths run the coarse U-Net without dropout.
-(b) optimised, the same maths: bf16 autocast and channels_last (on CUDA: ``uses_bf16``), the batched
-    modulated convolution, VGG stopped at the last layer used (the classifier is never built),
-    torch.compile, CUDA graphs for inference (torch.compile mode "reduce-overhead").
+(b) optimised, the same maths: bf16 autocast, channels_last and a fused Adam (on CUDA:
+    ``uses_cuda_optimisations``), the batched modulated convolution, VGG stopped at the last layer
+    used (the classifier is never built), torch.compile, CUDA graphs for inference (torch.compile
+    mode "reduce-overhead").
 Timed: the refinement training step (batch 8) and full inference (coarse + encoder + decoder,
 batch 1 and 32): iterations or images per second, latency (each call waited for on its own, median),
 GPU memory (the peak, and what was resident before: weights of both paths), ratio (b)/(a);
@@ -160,16 +161,17 @@ def _reset_peak(device: torch.device) -> float | None:
     return torch.cuda.memory_allocated(device) / 2 ** 20
 
 
-def uses_bf16(device: torch.device, optimised: bool) -> bool:
-    """Whether a path runs under bf16 autocast: the optimised one, on CUDA. A CPU without bf16
-    units (AVX2) computes bf16 convolutions with a reference kernel tens of times slower than fp32,
-    so there the optimised path stays fp32 and a CPU run times the other optimisations alone."""
+def uses_cuda_optimisations(device: torch.device, optimised: bool) -> bool:
+    """Whether a path runs under bf16 autocast, in channels_last and with a fused Adam: the optimised
+    one, on CUDA. A CPU without bf16 units (AVX2) computes bf16 convolutions with a reference kernel
+    tens of times slower than fp32, so there the optimised path stays fp32 and a CPU run times the
+    other optimisations alone."""
     return optimised and device.type == "cuda"
 
 
 def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPath:
     path = path.to(device)
-    if optimised and device.type == "cuda":
+    if uses_cuda_optimisations(device, optimised):
         path = to_channels_last(path)
     return path
 
@@ -177,7 +179,7 @@ def _prepare(path: BenchPath, device: torch.device, optimised: bool) -> BenchPat
 def _gray_batch(batch: int, size: int, device: torch.device, optimised: bool) -> torch.Tensor:
     """Random grey images, B x 1 x size x size, channels_last for the optimised path on CUDA."""
     gray = torch.rand(batch, 1, size, size, device=device)
-    return gray.contiguous(memory_format=torch.channels_last) if optimised and device.type == "cuda" else gray
+    return gray.contiguous(memory_format=torch.channels_last) if uses_cuda_optimisations(device, optimised) else gray
 
 
 def _training_inputs(path: BenchPath, device: torch.device, batch: int, size: int,
@@ -188,7 +190,7 @@ def _training_inputs(path: BenchPath, device: torch.device, batch: int, size: in
     gray = _gray_batch(batch, size, device, optimised)
     rgb = gray.expand(-1, 3, -1, -1).contiguous()
     params = [p for p in path.refiner.parameters() if p.requires_grad]
-    return gray, rgb, torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=device.type == "cuda" and optimised)
+    return gray, rgb, torch.optim.Adam(params, 1e-4, (0.9, 0.99), fused=uses_cuda_optimisations(device, optimised))
 
 
 def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int, warmup: int, iters: int,
@@ -200,7 +202,7 @@ def _training_rate(path: BenchPath, device: torch.device, batch: int, size: int,
 
     def step(compile_now: bool):
         refiner = torch.compile(path.refiner, dynamic=False) if compile_now else path.refiner
-        return lambda: training_step(path, optimizer, gray, rgb, uses_bf16(device, optimised), refiner)
+        return lambda: training_step(path, optimizer, gray, rgb, uses_cuda_optimisations(device, optimised), refiner)
     resident = _reset_peak(device)
     _, seconds, notes = _timed_compiled(step, device, warmup, iters, compiled)
     memory = _memory(device, resident)
@@ -226,7 +228,7 @@ def bench_training_compiled(fast: BenchPath, device: torch.device, batch: int, s
 
 def _inference_fn(path: BenchPath, optimised: bool, compile_mode: str | None) -> Callable[[torch.Tensor], torch.Tensor]:
     def infer(gray: torch.Tensor) -> torch.Tensor:
-        with bf16_autocast(gray.device, uses_bf16(gray.device, optimised)):
+        with bf16_autocast(gray.device, uses_cuda_optimisations(gray.device, optimised)):
             return path.refiner(gray, path.coarse(gray))
     return torch.compile(infer, mode=compile_mode, dynamic=False) if compile_mode else infer
 
@@ -312,7 +314,7 @@ def bench_profile(fast: BenchPath, device: torch.device, batch: int, size: int, 
     """``profile_calls`` of the optimised path, uncompiled: one training step (batch ``batch``)
     and one batch-1 inference (the latency target)."""
     gray, rgb, optimizer = _training_inputs(fast, device, batch, size, True)
-    bf16 = uses_bf16(device, True)
+    bf16 = uses_cuda_optimisations(device, True)
     training = profile_calls(lambda: training_step(fast, optimizer, gray, rgb, bf16), device, warmup, calls)
     fast.eval()
     single = _gray_batch(1, size, device, True)
@@ -335,10 +337,11 @@ def agreement(authors: BenchPath, fast: BenchPath, device: torch.device, size: i
         fp32 = fast.refiner(gray, fast.coarse(gray)).float()
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = tf32
-    with bf16_autocast(device, uses_bf16(device, True)):
+    bf16 = uses_cuda_optimisations(device, True)
+    with bf16_autocast(device, bf16):
         low = fast.refiner(gray, fast.coarse(gray)).float()
     return {"fp32_mean_deg": angular_error(fp32, reference).mean().item(),
-            "bf16_mean_deg": angular_error(low, reference).mean().item() if uses_bf16(device, True) else None}
+            "bf16_mean_deg": angular_error(low, reference).mean().item() if bf16 else None}
 
 
 def bench_input(size: int, batch: int, data_root: str | None, iters: int, workers: int) -> dict:

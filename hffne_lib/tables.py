@@ -149,7 +149,8 @@ def _without_fitted(evaluation: Evaluation) -> Evaluation:
 def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float,
                fitting: FitSettings | None = None) -> dict[str, str]:
     """What made a table: code revision (of the measuring code, and of the training code behind each
-    checkpoint), preset, device, software, data, VGG weights, the fitting settings of FITTED_ROW, wall time."""
+    checkpoint), preset, device, software, data, VGG weights, the fitting settings of FITTED_ROW, wall
+    time."""
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
             "preset": cfg.name, "measured on": f"{cfg.device} ({device_name(cfg.device)})",
             "software": software_note(),

@@ -57,7 +57,8 @@ def test_a_cpu_run_keeps_the_optimised_path_in_fp32():
     fast = bench.BenchPath(False, **TINY).eval()
     with torch.no_grad():
         assert bench._inference_fn(fast, True, None)(torch.rand(1, 1, 64, 64)).dtype == torch.float32
-    assert bench.uses_bf16(torch.device("cuda"), True) and not bench.uses_bf16(torch.device("cuda"), False)
+    cuda = torch.device("cuda")
+    assert bench.uses_cuda_optimisations(cuda, True) and not bench.uses_cuda_optimisations(cuda, False)
 
 
 def test_training_is_timed_in_train_mode_after_the_agreement_put_both_paths_in_eval_mode(monkeypatch):

@@ -54,8 +54,9 @@ def test_same_seed_gives_identical_csvs(two_runs):
 def test_provenance_header_and_labels(two_runs):
     (tables, folder), _ = two_runs
     csv = (folder / "table1.csv").read_text()
-    for key in ("git revision", "preset: ci", "measured on: cpu", f"software: {software_note()}", "data manifest hash",
-                "VGG19 weights", "fitted: test-time fitting (beyond the paper): steps=3,", "wall time"):
+    for key in ("git revision", "preset: ci", "measured on: cpu", f"software: {software_note()}",
+                "data manifest hash", "VGG19 weights", "fitted: test-time fitting (beyond the paper): steps=3,",
+                "wall time"):
         assert f"# {key}" in csv
     assert "STAND-IN" in csv  # no ImageNet VGG19 on these machines, and the table says so
     table1 = pd.read_csv(folder / "table1.csv", comment="#", index_col=0)
