@@ -243,6 +243,19 @@ class ExperimentConfig:
         """The data set folder ``split`` is read from: its entry in ``split_roots``, else ``data_root``."""
         return dict(entry.split("=", 1) for entry in self.split_roots).get(split, self.data_root)
 
+    def split_roots_note(self, splits: typing.Sequence[str]) -> dict[str, str]:
+        """{"splits read elsewhere": "scans=DIR, ..."} for those of ``splits`` not read from
+        ``data_root`` (provenance headers add it), else {}."""
+        elsewhere = [f"{split}={self.root_of(split)}" for split in splits if self.root_of(split) != self.data_root]
+        return {"splits read elsewhere": ", ".join(elsewhere)} if elsewhere else {}
+
+    def with_split_roots(self, entries: typing.Sequence[str]) -> ExperimentConfig:
+        """A copy reading the splits of ``entries`` ("split=folder" each) from those folders, the
+        other splits as before; a one-line ValueError for a malformed entry."""
+        given = {entry.partition("=")[0] for entry in entries}
+        kept = [entry for entry in self.split_roots if entry.partition("=")[0] not in given]
+        return dataclasses.replace(self, split_roots=(*kept, *entries))
+
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (tuples kept), safe for torch.load(weights_only=True)."""
         return dataclasses.asdict(self)

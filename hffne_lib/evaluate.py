@@ -29,7 +29,6 @@ from tqdm.auto import tqdm
 
 from .checkpoint import CODE_REVISION, checkpoint_entry
 from .config import EVAL_SPLITS, ExperimentConfig, software_note
-from .data import FaceNormalDataset
 from .filters import low_pass
 from .fitting import FitSettings
 from .metrics import DEFAULT_THRESHOLDS, FINE_BAND_SIGMA, fine_band_error, image_errors, per_image_table, summarize_errors
@@ -146,7 +145,7 @@ def main(argv: list[str] | None = None) -> int:
     the exit code: 0, or 2 with one line for a bad checkpoint, a missing benchmark or an earlier
     evaluation in ``--out`` (kept unless ``--overwrite``)."""
     from .tables import write_tables           # here, not at the top: both modules import this one
-    from .train import data_manifest_hash
+    from .train import data_manifest_hash, open_split
 
     parser = argparse.ArgumentParser(
         prog="python -m hffne_lib.evaluate",
@@ -157,6 +156,9 @@ def main(argv: list[str] | None = None) -> int:
                              "--fit-steps a coarse checkpoint alone (RUN_DIR/coarse or COARSE.pt)")
     parser.add_argument("--data-root", help="the benchmark (default: the data_root the run was trained with, "
                                             "relative to where it was trained)")
+    parser.add_argument("--split-root", action="append", default=[], metavar="SPLIT=DIR",
+                        help="read SPLIT from the data set in DIR instead (repeatable), e.g. scans=data/florence_scans "
+                             "made by python -m hffne_lib.data --scans")
     parser.add_argument("--splits", nargs="+", default=list(EVAL_SPLITS), choices=EVAL_SPLITS)
     parser.add_argument("--fit-steps", type=int, default=0, metavar="N",
                         help="BEYOND THE PAPER: add stage 'fitted', each exemplar fitted to its image in N Adam "
@@ -177,7 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         # the config of the last stage given (checked by the load above)
         cfg = ExperimentConfig.from_saved(checkpoint_entry(refiner_path or coarse_path, "config"))
         cfg.data_root = args.data_root or cfg.data_root
-        datasets = {split: FaceNormalDataset(cfg.root_of(split), split) for split in args.splits}
+        cfg = cfg.with_split_roots(args.split_root)
+        datasets = {split: open_split(cfg, split, build=False) for split in args.splits}
         for split, data in datasets.items():
             check_evaluable(estimator, data, f"{cfg.root_of(split)} {split}")
     except (CheckpointError, FileNotFoundError, OutputExistsError, ValueError) as err:
@@ -193,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
                 f"{estimator.provenance['coarse_iteration']}), {refiner}, trained at "
                 f"{estimator.provenance['git_revision']}",
                 "preset": cfg.name, "device": args.device, "software": software_note(),
-                "data manifest hash": data_manifest_hash(cfg, args.splits),
+                "data manifest hash": data_manifest_hash(cfg, args.splits), **cfg.split_roots_note(args.splits),
                 "VGG19 weights": estimator.provenance["vgg_weights"],
                 **({"fitted": f"{estimator.fitting.describe()}; {FIT_MASK_NOTE}"} if estimator.fitting else {}),
                 "unit": "mean angular error, degrees", "wall time": f"{time.perf_counter() - start:.0f} s"}

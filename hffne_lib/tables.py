@@ -154,7 +154,8 @@ def provenance(cfg: ExperimentConfig, run_dir: str | os.PathLike, seconds: float
     return {"git revision": CODE_REVISION, "checkpoints trained at": training_revisions(cfg, run_dir),
             "preset": cfg.name, "measured on": f"{cfg.device} ({device_name(cfg.device)})",
             "software": software_note(),
-            "data manifest hash": data_manifest_hash(cfg, MEASURED_SPLITS), "VGG19 weights": vgg_sources(cfg, run_dir),
+            "data manifest hash": data_manifest_hash(cfg, MEASURED_SPLITS), **cfg.split_roots_note(MEASURED_SPLITS),
+            "VGG19 weights": vgg_sources(cfg, run_dir),
             **({"fitted": f"{fitting.describe()}; {FIT_MASK_NOTE}"} if fitting else {}), "wall time": f"{seconds:.0f} s"}
 
 

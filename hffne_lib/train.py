@@ -210,20 +210,23 @@ class SeededBatchSampler(Sampler[list[int]]):
             yield order[offset:offset + local].tolist()
 
 
-def open_split(cfg: ExperimentConfig, split: str) -> Dataset:
-    """One split of the benchmark at ``cfg.data_root``, building the benchmark there if missing; or
-    of the data set ``cfg.split_roots`` gives it (prepared beforehand, never built here)."""
+def open_split(cfg: ExperimentConfig, split: str, build: bool = True) -> Dataset:
+    """One split of the benchmark at ``cfg.data_root``, building the benchmark there if missing
+    (``build``; else a one-line FileNotFoundError); or of the data set ``cfg.split_roots`` gives it
+    (prepared beforehand, never built here)."""
     from .data import FaceNormalDataset, build_benchmark  # heavy; only training needs it
     root = cfg.root_of(split)
     if root != cfg.data_root:
         try:
             return FaceNormalDataset(root, split)
         except FileNotFoundError:
-            raise FileNotFoundError(f"split_roots: no data set at {root} for {split}: prepare it first (photos: "
-                                    "hffne_lib.data.prepare_wild_photos)") from None
+            raise FileNotFoundError(f"split_roots: no data set at {root} for {split}: prepare it first (python -m "
+                                    "hffne_lib.data --photos for photos, --scans for scans)") from None
     try:
         return FaceNormalDataset(cfg.data_root, split)
     except FileNotFoundError:
+        if not build:
+            raise
         build_benchmark(cfg.data_root, cfg.data_preset)
         return FaceNormalDataset(cfg.data_root, split)
 

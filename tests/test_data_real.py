@@ -1,6 +1,7 @@
 """Real-data preparation: image loading, face crops and back, Photoface folders, scans."""
 from __future__ import annotations
 
+import json
 import os
 import zlib
 from pathlib import Path
@@ -12,15 +13,17 @@ import pytest
 import torch
 
 from hffne_lib.conventions import from_uint8_image
-from hffne_lib.data import (FaceNormalDataset, Mesh, PhotofaceLayout, crop_face, detect_faces, face_mask, load_image,
-                            load_photoface_capture, make_identity, photometric_stereo, prepare_face_folder,
-                            prepare_photoface, prepare_scan_folder, prepare_wild_photos, read_mesh,
-                            render_mesh_normals, render_sample, uncrop)
+from hffne_lib.data import (LIGHT_FIELDS, FaceNormalDataset, Mesh, PhotofaceLayout, SurfaceColour, crop_face,
+                            detect_faces, face_mask, load_image, load_photoface_capture, make_identity,
+                            photometric_stereo, prepare_face_folder, prepare_photoface, prepare_scan_folder,
+                            prepare_scans, prepare_wild_photos, read_coloured_mesh, read_mesh, render_mesh_normals,
+                            render_sample, render_scan, uncrop)
 from hffne_lib.data.faces import FaceBox
 from hffne_lib.data.images import save_image
-from hffne_lib.data.raster import rotation_matrix
+from hffne_lib.data.raster import render_gbuffer, rotation_matrix
 from hffne_lib.files import OutputExistsError
 from hffne_lib.metrics import angular_error
+from scan_files import write_textured_face
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -262,16 +265,24 @@ def _sphere_mesh(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
     return v, faces
 
 
-def _write_ply(path: Path, v: np.ndarray, f: np.ndarray, binary: bool) -> None:
+def _write_ply(path: Path, v: np.ndarray, f: np.ndarray, binary: bool, rgb: np.ndarray | None = None) -> None:
+    """A PLY of vertices V x 3, triangles F x 3 and, when given, uchar vertex colours V x 3."""
+    colour = "" if rgb is None else "property uchar red\nproperty uchar green\nproperty uchar blue\n"
     header = (f"ply\nformat {'binary_little_endian' if binary else 'ascii'} 1.0\nelement vertex {len(v)}\n"
-              "property float x\nproperty float y\nproperty float z\n"
+              f"property float x\nproperty float y\nproperty float z\n{colour}"
               f"element face {len(f)}\nproperty list uchar int vertex_indices\nend_header\n").encode()
     if binary:
+        fields = [("p", "<f4", (3,))] + ([] if rgb is None else [("c", "u1", (3,))])
+        vertices = np.zeros(len(v), np.dtype(fields))
+        vertices["p"] = v
+        if rgb is not None:
+            vertices["c"] = rgb
         faces = np.zeros(len(f), np.dtype([("n", "u1"), ("v", "<i4", (3,))]))
         faces["n"], faces["v"] = 3, f
-        path.write_bytes(header + v.astype("<f4").tobytes() + faces.tobytes())
+        path.write_bytes(header + vertices.tobytes() + faces.tobytes())
     else:
-        body = "".join(f"{x} {y} {z}\n" for x, y, z in v) + "".join(f"3 {a} {b} {c}\n" for a, b, c in f)
+        rows = v.tolist() if rgb is None else np.concatenate([v, rgb], axis=1).tolist()
+        body = "".join(" ".join(map(str, row)) + "\n" for row in rows) + "".join(f"3 {a} {b} {c}\n" for a, b, c in f)
         path.write_bytes(header + body.encode())
 
 
@@ -325,6 +336,142 @@ def test_prepare_scan_folder(tmp_path):
     with pytest.raises(OutputExistsError, match="a_normal.png exists"):     # each output is guarded, not the report alone
         prepare_scan_folder(tmp_path / "scans", tmp_path / "out", size=32, progress=False)
     assert len(prepare_scan_folder(tmp_path / "scans", tmp_path / "out", size=32, progress=False, overwrite=True)) == 2
+
+
+def test_coloured_meshes_give_their_texture_per_face_corner_or_their_vertex_colours(tmp_path):
+    # a quad whose two triangles share vertices 1 and 3 but not their texture coordinates (a UV seam)
+    quad = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 0.5 0\nvt 0.5 1\nvt 1 1\nvt 1 0\n"
+    (tmp_path / "q.obj").write_text("mtllib q.mtl\n" + quad + "usemtl a\nf 1/1 2/2 3/3\nusemtl b\nf 1/5 3/4 4/3\n")
+    (tmp_path / "q.mtl").write_text("newmtl a\nmap_Kd a.png\nnewmtl b\nKd 1 0 0\nmap_Kd -s 1 1 1 sub/b.png\n")
+    save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "sub").mkdir()
+    save_image(tmp_path / "sub" / "b.png", np.zeros((4, 4, 3), np.uint8))
+    mesh, colour = read_coloured_mesh(tmp_path / "q.obj")
+    assert mesh.faces.tolist() == [[0, 1, 2], [0, 2, 3]] and colour.vertex is None
+    assert colour.corner_uvs.tolist() == [[[0, 0], [0.5, 0], [0.5, 1]], [[1, 0], [1, 1], [0.5, 1]]]
+    assert colour.face_texture.tolist() == [0, 1]
+    assert colour.textures == (tmp_path / "a.png", tmp_path / "sub" / "b.png")
+    assert colour.describe() == "texture a.png, b.png"
+    # without mtllib: the image of the same name beside it; vertex colours (0-255 or 0-1) win over a texture
+    (tmp_path / "beside").mkdir()
+    (tmp_path / "beside" / "s.obj").write_text(quad + "f 1/1 2/2 3/3\n")
+    save_image(tmp_path / "beside" / "s.jpg", np.zeros((4, 4, 3), np.uint8))
+    assert read_coloured_mesh(tmp_path / "beside" / "s.obj")[1].textures == (tmp_path / "beside" / "s.jpg",)
+    (tmp_path / "c.obj").write_text("v 0 0 0 255 0 0\nv 1 0 0 0 255 0\nv 0 1 0 0 0 255\nf 1 2 3\n")
+    assert read_coloured_mesh(tmp_path / "c.obj")[1].vertex.tolist() == [[1, 0, 0], [0, 1, 0], [0, 0, 1]]
+    v, f = _sphere_mesh(6)
+    rgb = np.random.default_rng(0).integers(0, 256, (len(v), 3))
+    for binary in (False, True):
+        path = tmp_path / f"c{int(binary)}.ply"
+        _write_ply(path, v, f, binary, rgb)
+        assert np.allclose(read_coloured_mesh(path)[1].vertex.numpy(), rgb / 255, atol=1e-6)
+        assert read_coloured_mesh(path, colour=False)[1] is None
+    _write_ply(tmp_path / "plain.ply", v, f, True)
+    assert read_coloured_mesh(tmp_path / "plain.ply")[1] is None
+    # what cannot give every face its colour is a one-line error naming the file; read_mesh never looks
+    (tmp_path / "sub" / "b.png").unlink()
+    with pytest.raises(ValueError, match=r"q.obj: texture sub/b.png of material 'b' \(q.mtl\) not found"):
+        read_coloured_mesh(tmp_path / "q.obj")
+    assert read_mesh(tmp_path / "q.obj").faces.shape == (2, 3)
+    (tmp_path / "q.mtl").unlink()
+    with pytest.raises(ValueError, match="q.obj: its material library q.mtl is not beside it"):
+        read_coloured_mesh(tmp_path / "q.obj")
+    (tmp_path / "beside" / "s.obj").write_text(quad + "f 1/1 2/2 3/3\nf 1 3 4\n")
+    with pytest.raises(ValueError, match=r"s.obj: 1 of 2 triangles have no texture coordinates .*'shaded'"):
+        read_coloured_mesh(tmp_path / "beside" / "s.obj")
+
+
+def test_a_textured_scan_renders_as_the_synthetic_renderer_paints_that_face(tmp_path):
+    face = write_textured_face(tmp_path, size=64)
+    mesh, colour = read_coloured_mesh(tmp_path / "face.obj")
+    rendered = render_scan(mesh, colour, 64)
+    g = render_gbuffer(face.shape.mesh, torch.eye(3), 64)
+    truth = face.texture.sample(g.uv)["albedo"] * g.mask
+    assert torch.equal(rendered["mask"], g.mask) and torch.equal(rendered["normal"], g.normal)
+    assert (rendered["albedo"] - truth).abs()[:, g.mask[0]].mean() < 0.003       # 8-bit texture, same look-up
+    assert torch.equal(rendered["rgb"], rendered["albedo"])                       # as captured: unlit
+    assert rendered["light"][LIGHT_FIELDS.index("ambient")] == 1.0
+
+
+def test_a_texture_finer_than_the_render_is_low_passed_not_aliased(tmp_path):
+    checker = np.indices((256, 256)).sum(0) % 2 * 255                   # one-texel squares, mean 0.5
+    save_image(tmp_path / "p.png", np.repeat(checker[..., None], 3, axis=2).astype(np.uint8))
+    (tmp_path / "p.obj").write_text("v -1 -1 0\nv 1 -1 0\nv 1 1 0\nv -1 1 0\nvt 0 0\nvt 1 0\nvt 1 1\nvt 0 1\n"
+                                    "f 1/1 2/2 3/3 4/4\n")
+    mesh, colour = read_coloured_mesh(tmp_path / "p.obj")
+    rendered = render_scan(mesh, colour, 32)                               # about ten texels a pixel
+    inside = rendered["mask"][0].clone()
+    inside[[0, -1]], inside[:, [0, -1]] = False, False
+    grey = rendered["albedo"][:, inside]
+    assert abs(grey.mean() - 0.5) < 0.02 and grey.std() < 0.03            # a bilinear look-up alone: noise in 0..1
+
+
+def test_a_lit_scan_is_shaded_by_its_angle_to_the_light():
+    # a plane turned 30 degrees about the vertical axis, grey vertex colours, lit from the front
+    s, c = float(np.sin(np.radians(30))), float(np.cos(np.radians(30)))
+    corners = torch.tensor([[-c, -1, s], [c, -1, -s], [c, 1, -s], [-c, 1, s]], dtype=torch.float32) * 50
+    plane = Mesh(corners, torch.tensor([[0, 1, 2], [0, 2, 3]]))
+    grey = SurfaceColour(vertex=torch.full((4, 3), 0.5))
+    rendered = render_scan(plane, grey, 32, light=(0.0, 0.0), ambient=0.2)
+    inside = rendered["mask"][0]
+    assert inside.float().mean() > 0.5
+    assert torch.allclose(rendered["normal"][:, inside], torch.tensor([[s], [0.0], [c]]), atol=1e-5)
+    assert torch.allclose(rendered["rgb"][:, inside], torch.tensor(0.5 * (0.2 + 0.8 * c)), atol=1e-5)
+    assert (rendered["rgb"][:, ~inside] == 0).all()                               # black around it
+    shaded = render_scan(plane, None, 32, light=(-90.0, 0.0), ambient=0.2)       # from the image left: lit at 120 deg
+    assert torch.allclose(shaded["rgb"][:, inside], torch.tensor(0.6 * 0.2), atol=1e-5)
+
+
+def test_prepare_scans_makes_the_scans_split_with_a_report_and_resumes(tmp_path):
+    src = tmp_path / "scans"
+    face = write_textured_face(src / "florence", size=64)
+    (src / "broken.obj").write_text("v 1 2\n")
+    v, f = _sphere_mesh(24)
+    _write_ply(src / "ball.ply", v, f, binary=True)
+    manifest = prepare_scans(src, tmp_path / "out", size=64, light=(0.0, 20.0), progress=False)
+    assert manifest["splits"]["scans"]["samples"] == 1 and manifest["settings"]["crop"] == "detect"
+    report = pd.read_csv(tmp_path / "out" / "report.csv", keep_default_na=False).set_index("file")
+    assert report["status"].to_dict() == {"ball.ply": "no_face", "broken.obj": "unreadable", "florence/face.obj": "ok"}
+    assert report.loc["florence/face.obj", "colour"] == "texture face_skin.png"
+    assert report.loc["ball.ply", "colour"] == "none (shaded)" and "crop 'box'" in report.loc["ball.ply", "message"]
+    data = FaceNormalDataset(tmp_path / "out", "scans")
+    item = data[0]
+    inside = item["mask"][0].bool()
+    assert len(data) == 1 and data.ground_truth and item["identity"] == 2_000_002          # the third file
+    assert not inside[~torch.from_numpy(face_mask(64))].any() and inside.float().mean() > 0.3
+    assert torch.allclose(item["normal"][:, inside].norm(dim=0), torch.ones(int(inside.sum())), atol=2e-3)
+    assert item["detail_mask"].sum() == 0 and item["gray"][0][inside].mean() > 0.1
+    assert prepare_scans(src, tmp_path / "out", size=64, light=(0.0, 20.0), progress=False) == manifest
+    with pytest.raises(ValueError, match="other settings .*crop: 'detect' -> 'box'"):
+        prepare_scans(src, tmp_path / "out", size=64, crop="box", light=(0.0, 20.0), progress=False)
+    # crop "box" frames the whole scan as render_mesh_normals does, mask = the scan
+    box = prepare_scans(src / "florence", tmp_path / "box", size=64, crop="box", progress=False)
+    item = FaceNormalDataset(tmp_path / "box", "scans")[0]
+    truth = render_mesh_normals(face.shape.mesh, 64)
+    assert box["splits"]["scans"]["identities"] == [2_000_000]
+    assert torch.equal(item["mask"].bool(), truth["mask"])
+    assert angular_error(item["normal"][None], truth["normal"][None])[0][truth["mask"][0]].max() < 0.5  # float16
+    for bad, problem in (({"crop": "tight"}, "unknown crop 'tight'"), ({"appearance": "x"}, "unknown appearance"),
+                         ({"rotation": np.eye(2)}, r"3 x 3 matrix, got shape \(2, 2\)")):
+        with pytest.raises(ValueError, match=problem):
+            prepare_scans(src, tmp_path / "bad", size=64, progress=False, **bad)
+    with pytest.raises(ValueError, match="no meshes"):
+        prepare_scans(tmp_path / "out", tmp_path / "none", size=64, progress=False)
+
+
+def test_the_data_command_prepares_scans_and_says_how_to_evaluate_on_them(tmp_path, capsys):
+    from hffne_lib.data.__main__ import main
+    write_textured_face(tmp_path / "scans", size=64)
+    assert main(["--scans", str(tmp_path / "scans"), "--root", str(tmp_path / "out"), "--size", "64", "--light", "0",
+                 "20", "--rotation", "5", "0", "0", "--no-progress"]) == 0
+    assert f"--split-root scans={tmp_path / 'out'}" in capsys.readouterr().out
+    settings = json.loads((tmp_path / "out" / "manifest.json").read_text())["settings"]
+    assert settings["light"] == [0.0, 20.0] and np.allclose(settings["rotation"], rotation_matrix(5, 0, 0).numpy())
+    assert main(["--scans", str(tmp_path / "missing"), "--root", str(tmp_path / "o2"), "--no-progress"]) == 2
+    assert capsys.readouterr().err.count("\n") == 1
+    with pytest.raises(SystemExit):
+        main(["--scans", str(tmp_path / "scans"), "--photos", str(tmp_path / "scans"), "--root", str(tmp_path / "o3")])
+    assert "not both" in capsys.readouterr().err
 
 
 def test_photoface_folders_that_cannot_make_a_lab_set_say_why(tmp_path):

@@ -8,8 +8,10 @@ import pytest
 import torch
 import torch.nn as nn
 
+from hffne_lib.data import FaceNormalDataset, prepare_scans
 from hffne_lib.evaluate import DETAIL_FREE, REGIONS, evaluate, evaluate_splits
 from hffne_lib.pipeline import NormalEstimator
+from scan_files import write_textured_face
 from test_train import RandomFaces
 
 
@@ -118,6 +120,21 @@ def test_command_line_evaluates_a_run_on_the_benchmark(tmp_path, capsys):
     rows = pd.read_csv(fitted / "summary.csv").set_index(["stage", "region"])["mean"]
     assert rows[("coarse", "face")] == pytest.approx(float(got.set_index(["stage", "region"])["mean"][("coarse", "face")]))
     assert rows[("fitted", "face")] != pytest.approx(rows[("coarse", "face")], abs=1e-6)
+    # a split from another data set: real scans prepared by the data command (Table 2's Florence)
+    write_textured_face(tmp_path / "florence", size=64)
+    prepare_scans(tmp_path / "florence", tmp_path / "scans", size=64, light=(0.0, 20.0), progress=False)
+    elsewhere = tmp_path / "elsewhere"
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--split-root", f"scans={tmp_path / 'scans'}",
+                          "--out", str(elsewhere), "--no-progress"]) == 0
+    assert f"- splits read elsewhere: scans={tmp_path / 'scans'}\n" in (elsewhere / "evaluation.md").read_text()
+    expected = evaluate(estimator, FaceNormalDataset(tmp_path / "scans", "scans"), progress=False, name="scans").summary
+    assert pd.read_csv(elsewhere / "summary.csv")["mean"].to_numpy() == pytest.approx(
+        expected["mean"].to_numpy().astype(float), abs=1e-9)
+    missing = f"scans={tmp_path / 'none'}"
+    assert evaluate_main([str(tmp_path / "run"), "--splits", "scans", "--split-root", missing]) == 2
+    assert "no data set at" in capsys.readouterr().err
+    assert evaluate_main([str(tmp_path / "run"), "--split-root", "faces=x"]) == 2
+    assert "split_roots holds 'split=folder' entries" in capsys.readouterr().err
     coarse_only = tmp_path / "coarse_only"                          # fitting needs no refiner
     assert evaluate_main([str(tmp_path / "run" / "coarse"), "--splits", "scans", "--fit-steps", "2", "--out",
                           str(coarse_only), "--no-progress"]) == 0

@@ -9,12 +9,12 @@ import pytest
 import torch
 
 from hffne_lib.checkpoint import CODE_REVISION
-from hffne_lib.config import software_note
+from hffne_lib.config import get_config, software_note
 from hffne_lib.experiments import experiments, prepare, train_experiments
 from hffne_lib.paper import REPORTED
 from hffne_lib.fitting import FitSettings
-from hffne_lib.tables import (COARSE_ROW, FITTED_ROW, STAND_IN_NOTE, TABLE3_FINAL_ROW, build_tables, provenance,
-                              write_tables)
+from hffne_lib.tables import (COARSE_ROW, FITTED_ROW, MEASURED_SPLITS, STAND_IN_NOTE, TABLE3_FINAL_ROW, build_tables,
+                              provenance, write_tables)
 from hffne_lib.train import EXIT_TIME_BUDGET
 
 # one thread: the jobs=2 run below has one per worker, and on CPU the thread count moves the last digits
@@ -301,7 +301,6 @@ def test_reproduce_names_a_dead_kernel_and_an_unknown_one_in_one_line(tmp_path, 
 
 
 def test_notebook_02s_runs_are_named_after_their_settings_and_share_the_tables_folder_when_they_are_a_row():
-    from hffne_lib.config import get_config
     from hffne_lib.experiments import refinement_stage
 
     row_settings = [("refiner", {}), ("refiner_A1", {"refiner__architecture": "A1"}),
@@ -316,3 +315,14 @@ def test_notebook_02s_runs_are_named_after_their_settings_and_share_the_tables_f
     # A1 with a shading term is no row: its own folder, not A1's (which it could not resume)
     assert refinement_stage(get_config("cpu", refiner__architecture="A1", shading_weight=3.0)) == \
         "refiner_refiner__architecture-A1_shading_weight-3.0"
+
+
+def test_a_split_read_elsewhere_replaces_that_split_alone_and_is_named_in_the_provenance():
+    cfg = get_config("ci", data_root="/bench", split_roots=("wild_train=/photos",))
+    moved = cfg.with_split_roots(["scans=/florence"])
+    assert [moved.root_of(s) for s in ("scans", "wild_train", "lab_test")] == ["/florence", "/photos", "/bench"]
+    assert moved.split_roots_note(MEASURED_SPLITS) == {"splits read elsewhere": "scans=/florence"}
+    assert cfg.split_roots_note(MEASURED_SPLITS) == {} and cfg.split_roots == ("wild_train=/photos",)
+    assert cfg.with_split_roots(["wild_train=/other"]).split_roots == ("wild_train=/other",)
+    with pytest.raises(ValueError, match="'split=folder' entries"):
+        cfg.with_split_roots(["scans"])

@@ -113,9 +113,14 @@ def _raster_chunk(tri, area, lo, span, ids, counts, width, zbuf, face_index, bar
 
 def interpolate(fragments: Fragments, faces: torch.Tensor, attributes: torch.Tensor) -> torch.Tensor:
     """Barycentric interpolation of per-vertex attributes: V x C -> C x H x W (zeros outside)."""
-    index = fragments.face_index.clamp_min(0)
-    corners = attributes[faces[index]]                                   # H x W x 3 x C
-    values = (corners * fragments.bary[..., None]).sum(2) * fragments.mask[..., None]
+    return interpolate_corners(fragments, attributes[faces])
+
+
+def interpolate_corners(fragments: Fragments, corners: torch.Tensor) -> torch.Tensor:
+    """Barycentric interpolation of per-face-corner attributes (an OBJ's texture coordinates, which
+    may differ between the faces that share a vertex): F x 3 x C -> C x H x W (zeros outside)."""
+    values = corners[fragments.face_index.clamp_min(0)]                  # H x W x 3 x C
+    values = (values * fragments.bary[..., None]).sum(2) * fragments.mask[..., None]
     return values.permute(2, 0, 1)
 
 
@@ -151,12 +156,13 @@ class GBuffer:
 
     mask 1 (bool); normal 3 (smooth vertex normals, unit, z >= 0); uv 2 (only for meshes with
     UVs, else None); dpdu, dpdv 3 each (mm per UV unit, camera axes; None without UVs);
-    depth 1 (mm, larger = nearer).
+    depth 1 (mm, larger = nearer); fragments: the rasteriser's, to interpolate more attributes.
     """
 
     mask: torch.Tensor
     normal: torch.Tensor
     depth: torch.Tensor
+    fragments: Fragments
     uv: torch.Tensor | None = None
     dpdu: torch.Tensor | None = None
     dpdv: torch.Tensor | None = None
@@ -179,5 +185,5 @@ def render_gbuffer(mesh: Mesh, rotation: torch.Tensor, size: int, margin: float 
     normal[2].clamp_(min=0.0)                      # silhouette pixels: keep the surface visible
     normal = torch.nn.functional.normalize(normal, dim=0, eps=1e-12) * mask
     if mesh.uvs is None:
-        return GBuffer(mask, normal, values[3:4])
-    return GBuffer(mask, normal, values[3:4], values[4:6], values[6:9], values[9:12])
+        return GBuffer(mask, normal, values[3:4], frags)
+    return GBuffer(mask, normal, values[3:4], frags, values[4:6], values[6:9], values[9:12])
