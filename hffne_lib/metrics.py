@@ -63,7 +63,8 @@ def image_errors(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor,
 def check_measurable(normals: torch.Tensor, mask: torch.Tensor, name: str) -> None:
     """One-line ValueError naming ``name`` when a pixel of ``mask`` (B x H x W bool) holds a NaN,
     infinite or zero-length vector of ``normals`` (B x 3 x H x W): the table would hide it as NaN or 90 deg."""
-    length = normals.detach().double().norm(dim=1)[mask]
+    # a sum of squares, not .norm(dim=1): torch's CPU norm over dim 1 is ~9x slower (hffne_lib.conventions.normalize)
+    length = normals.detach().double().square().sum(dim=1).sqrt()[mask]
     broken = int((~torch.isfinite(length)).sum())
     if broken:
         raise ValueError(f"the {name} is NaN or infinite at {broken} of {length.numel()} face pixels: nothing to "

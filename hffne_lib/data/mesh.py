@@ -40,7 +40,7 @@ class SurfaceColour:
     textures: tuple[Path, ...] = ()
 
     def describe(self) -> str:
-        """"vertex colours" or "texture a.jpg[, b.jpg]" (file names only)."""
+        """Where the colour comes from: "vertex colours", or "texture a.jpg, b.jpg" (file names only)."""
         if self.vertex is not None:
             return "vertex colours"
         return "texture " + ", ".join(path.name for path in self.textures)
