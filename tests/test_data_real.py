@@ -342,7 +342,7 @@ def test_coloured_meshes_give_their_texture_per_face_corner_or_their_vertex_colo
     # a quad whose two triangles share vertices 1 and 3 but not their texture coordinates (a UV seam)
     quad = "v 0 0 0\nv 1 0 0\nv 1 1 0\nv 0 1 0\nvt 0 0\nvt 0.5 0\nvt 0.5 1\nvt 1 1\nvt 1 0\n"
     (tmp_path / "q.obj").write_text("mtllib q.mtl\n" + quad + "usemtl a\nf 1/1 2/2 3/3\nusemtl b\nf 1/5 3/4 4/3\n")
-    (tmp_path / "q.mtl").write_text("newmtl a\nmap_Kd a.png\nnewmtl b\nKd 1 0 0\nmap_Kd -s 1 1 1 sub/b.png\n")
+    (tmp_path / "q.mtl").write_text("newmtl a\nmap_Kd a.png\nnewmtl b\nKd 1 0 0\nmap_Kd -s 1 1 1 sub\\b.png\n")
     save_image(tmp_path / "a.png", np.zeros((4, 4, 3), np.uint8))
     (tmp_path / "sub").mkdir()
     save_image(tmp_path / "sub" / "b.png", np.zeros((4, 4, 3), np.uint8))
@@ -366,11 +366,15 @@ def test_coloured_meshes_give_their_texture_per_face_corner_or_their_vertex_colo
         _write_ply(path, v, f, binary, rgb)
         assert np.allclose(read_coloured_mesh(path)[1].vertex.numpy(), rgb / 255, atol=1e-6)
         assert read_coloured_mesh(path, colour=False)[1] is None
+    diffuse = tmp_path / "c0.ply"                      # MeshLab-style property names, same colours
+    diffuse.write_bytes(diffuse.read_bytes().replace(b"uchar red", b"uchar diffuse_red")
+                        .replace(b"uchar green", b"uchar diffuse_green").replace(b"uchar blue", b"uchar diffuse_blue"))
+    assert np.allclose(read_coloured_mesh(diffuse)[1].vertex.numpy(), rgb / 255, atol=1e-6)
     _write_ply(tmp_path / "plain.ply", v, f, True)
     assert read_coloured_mesh(tmp_path / "plain.ply")[1] is None
     # what cannot give every face its colour is a one-line error naming the file; read_mesh never looks
     (tmp_path / "sub" / "b.png").unlink()
-    with pytest.raises(ValueError, match=r"q.obj: texture sub/b.png of material 'b' \(q.mtl\) not found"):
+    with pytest.raises(ValueError, match=r"q.obj: texture sub.b.png of material 'b' \(q.mtl\) not found"):
         read_coloured_mesh(tmp_path / "q.obj")
     assert read_mesh(tmp_path / "q.obj").faces.shape == (2, 3)
     (tmp_path / "q.mtl").unlink()

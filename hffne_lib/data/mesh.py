@@ -30,7 +30,7 @@ class Mesh:
 class SurfaceColour:
     """A scan's colour as its file gives it: per-vertex colours, or a texture per face.
 
-    vertex: V x 3 RGB in [0, 1] (PLY red/green/blue, OBJ "v x y z r g b"); or corner_uvs F x 3 x 2
+    vertex: V x 3 RGB in [0, 1] (PLY [diffuse_]red/green/blue, OBJ "v x y z r g b"); or corner_uvs F x 3 x 2
     (an OBJ's vt: u along the texture's columns, v up from its bottom row) into the image
     textures[face_texture[f]] (F long; the MTL files' map_Kd, or the image beside the OBJ)."""
 
@@ -229,7 +229,8 @@ def _read_mtl(mesh: Path, library: Path) -> dict[str, Path]:
         if fields[:1] == ["newmtl"]:
             material = line.split(None, 1)[1].strip()
         elif fields[:1] == ["map_Kd"]:
-            texture = library.parent / fields[-1]          # after any options (-s 1 1 1 ...)
+            # the file name comes after any options (-s 1 1 1 ...); Windows exporters write backslashes
+            texture = library.parent / fields[-1].replace("\\", "/")
             if not texture.is_file():
                 raise ValueError(f"{mesh}: texture {fields[-1]} of material {material!r} ({library.name}) not found")
             textures[material] = texture
@@ -268,10 +269,12 @@ def _read_ply(path: Path) -> _MeshFile:
         raise ValueError(f"unknown PLY format {fmt}")
     names = [p[-1] for name, _, props in elements if name == "vertex" for p in props]
     colours = None
-    if {"red", "green", "blue"} <= set(names):
-        types = {p[-1]: p[0] for name, _, props in elements if name == "vertex" for p in props}
-        colours = vertices[:, [names.index(c) for c in ("red", "green", "blue")]]
-        colours = colours / 255.0 if types["red"] in ("uchar", "uint8") else _as_unit_colours(colours)
+    for channels in (("red", "green", "blue"), ("diffuse_red", "diffuse_green", "diffuse_blue")):
+        if set(channels) <= set(names):
+            types = {p[-1]: p[0] for name, _, props in elements if name == "vertex" for p in props}
+            colours = vertices[:, [names.index(c) for c in channels]]
+            colours = colours / 255.0 if types[channels[0]] in ("uchar", "uint8") else _as_unit_colours(colours)
+            break
     return _MeshFile(vertices[:, [names.index(a) for a in "xyz"]], polygons, colours)
 
 
