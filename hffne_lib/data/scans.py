@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from ..conventions import normalize, shade_lambertian, to_uint8_image
 from ..files import check_absent
 from ..rendering import light_direction
-from .benchmark import ROLE_OFFSETS
+from .benchmark import ROLE_OFFSETS, pack_samples
 from .faces import CROP_SCALE, check_outside, crop_face, detect_faces, face_mask
 from .images import list_files, load_image, output_stems, save_image, write_report
 from .mesh import Mesh, SurfaceColour, face_normals, read_coloured_mesh, read_mesh
@@ -206,7 +206,8 @@ def prepare_scans(source: str | os.PathLike, target: str | os.PathLike, size: in
     ``appearance``: one of APPEARANCES; ``rotation``: 3 x 3, turning the scans to face +z, the
     camera, with y up). Scans that cannot be read or in which no face is found are listed in
     target/report.csv and left out. Resumable and refused over other settings, as the benchmark.
-    Returns the manifest. Evaluate on it with ``--set "split_roots=('scans=TARGET',)"``."""
+    Returns the manifest. Evaluate on it with ``python -m hffne_lib.evaluate RUN --split-root
+    scans=TARGET`` (a config's ``split_roots``: notebook 03 for Table 2)."""
     if appearance not in APPEARANCES:
         raise ValueError(f"unknown appearance {appearance!r}: use one of {APPEARANCES}")
     if crop not in CROPS:
@@ -239,20 +240,11 @@ def prepare_scans(source: str | os.PathLike, target: str | os.PathLike, size: in
                 rows.append({**row, "status": "no_face", "message": "no face found in its render: "
                              "check its rotation, or frame the whole scan (crop 'box')"})
                 continue
-            samples.append({**sample, "identity": ROLE_OFFSETS["scans"] + index})
+            # the synthetic scans' fields: these normals are exact, no detail annotation, no known pose
+            samples.append({**sample, "normal_exact": sample["normal"], "detail_mask": torch.zeros_like(sample["mask"]),
+                            "pose": torch.zeros(3), "identity": ROLE_OFFSETS["scans"] + index})
             rows.append(row)
-        return (_pack_scans(samples) if samples else None), rows
+        return (pack_samples(samples, "scans") if samples else None), rows
 
     chunks = [("scans", range(k, min(k + shard_size, len(files)))) for k in range(0, len(files), shard_size)]
     return build_from_chunks(target, settings, chunks, make_shard, SCAN_REPORT_COLUMNS, "scans", progress)
-
-
-def _pack_scans(samples: list[dict]) -> dict[str, np.ndarray]:
-    """Shard arrays in the synthetic scans' format (see benchmark.pack_samples)."""
-    stack = lambda key: torch.stack([s[key] for s in samples]).float().numpy()
-    mask = stack("mask").astype(bool)
-    return {"identity": np.array([s["identity"] for s in samples], dtype=np.int64), "mask": mask,
-            "detail_mask": np.zeros_like(mask), "normal_exact": stack("normal").astype(np.float16),
-            "pose": np.zeros((len(samples), 3), np.float32), "albedo": np.round(stack("albedo") * 255).astype(np.uint8),
-            "rgb": np.round(stack("rgb") * 255).astype(np.uint8), "shading": stack("shading").astype(np.float16),
-            "light": stack("light").astype(np.float32)}
