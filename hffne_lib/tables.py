@@ -212,6 +212,14 @@ def _rounded(frame: pd.DataFrame) -> pd.DataFrame:
     return frame
 
 
+def markdown_table(frame: pd.DataFrame) -> str:
+    """``frame`` as a GitHub Markdown table: a row label of several levels (the wild table's run
+    and region) is one column per level, a missing value an empty cell."""
+    levels = frame.index.nlevels
+    shown = frame.reset_index() if levels > 1 else frame
+    return shown.astype(object).where(shown.notna(), None).to_markdown(index=levels == 1, missingval="")
+
+
 def write_tables(tables: dict[str, pd.DataFrame], folder: str | os.PathLike, meta: dict[str, str]) -> list[Path]:
     """Each table as CSV, Markdown and LaTeX under ``folder``, each with the provenance header
     (``# key: value`` lines in CSV and Markdown, ``% key: value`` in LaTeX)."""
@@ -223,8 +231,7 @@ def write_tables(tables: dict[str, pd.DataFrame], folder: str | os.PathLike, met
         frame = _rounded(frame)
         outputs = {   # a missing value (the paper's image counts) is an empty cell in every format
             ".csv": "".join(f"# {line}\n" for line in header) + frame.to_csv(),
-            ".md": "".join(f"- {line}\n" for line in header) + "\n"
-                   + frame.astype(object).where(frame.notna(), None).to_markdown(missingval="") + "\n",
+            ".md": "".join(f"- {line}\n" for line in header) + "\n" + markdown_table(frame) + "\n",
             ".tex": "".join(f"% {line}\n" for line in header)   # escaped: _ and < (in "<20") are LaTeX syntax
                     + frame.to_latex(float_format="%.2f", escape=True, na_rep="").replace("<", r"\textless{}"),
         }

@@ -64,6 +64,9 @@ def test_provenance_header_and_labels(two_runs):
     assert (table1.loc[["Ours-unpaired", "Ours-paired"], "source"].str.endswith(STAND_IN_NOTE)).all()   # each row too
     assert not table1.loc[[COARSE_ROW, FITTED_ROW], "source"].str.contains("VGG19").any()             # no VGG19 in them
     wild = pd.read_csv(folder / "wild.csv", comment="#", index_col=[0, 1])
+    wild_md = (folder / "wild.md").read_text().split("\n\n", 1)[1].splitlines()
+    assert [cell.strip() for cell in wild_md[0].split("|")[1:4]] == ["run", "region", "source"]
+    assert [cell.strip() for cell in wild_md[2].split("|")[1:3]] == list(wild.index[0])   # not a tuple
     assert wild.loc["A1", "source"].str.endswith(STAND_IN_NOTE).all() and STAND_IN_NOTE in (folder / "wild.tex").read_text()
     trained_at = next(line for line in csv.splitlines() if line.startswith("# checkpoints trained at: "))
     revision, runs = trained_at.removeprefix("# checkpoints trained at: ").split(": ", 1)
