@@ -1,6 +1,6 @@
 # The two set-up commands of the README:
 #   make reproduce   run every notebook headless (papermill) on the embedded synthetic data
-#   make test        unit tests, then nbval over every notebook at the ci preset
+#   make test        unit tests (on every core: pytest-xdist), then nbval over every notebook at the ci preset
 # Both create or reuse .venv first (scripts/setup_venv.sh).
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -17,5 +17,5 @@ reproduce: setup
 	$(PY) -m hffne_lib.reproduce --preset $(PRESET) $(if $(DEVICE),--device $(DEVICE)) --out $(OUT) --jobs $(JOBS)
 
 test: setup
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n auto tests
 	$(PY) -m pytest -q --nbval-lax notebooks
