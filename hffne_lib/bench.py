@@ -31,7 +31,7 @@ import re
 import statistics
 import time
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
 import torch.nn as nn
@@ -46,6 +46,9 @@ from .metrics import angular_error
 from .refiner import Refiner, RefinerConfig
 from .train import bf16_autocast, to_channels_last
 from .vgg import VGG19Features
+
+if TYPE_CHECKING:
+    from .data import FaceNormalDataset
 
 #: The refinement training step's batch, the authors' (issue #8's targets are at batch 8).
 TRAIN_BATCH = 8
@@ -366,7 +369,7 @@ def bench_input(size: int, batch: int, data_root: str | None, iters: int, worker
             "resolution": int(dataset[0]["gray"].shape[-1])}
 
 
-def input_split(data_root: str, batch: int):
+def input_split(data_root: str, batch: int) -> "FaceNormalDataset":
     """The split ``bench_input`` reads, wild_train (a FaceNormalDataset); one-line ValueError where the
     folder has none (prepared Photoface data) or fewer items than one ``batch``, FileNotFoundError
     where it holds no benchmark."""

@@ -74,6 +74,8 @@ class UNetGenerator(nn.Module):
                 self.add_module(f"deconv{k}_bn", nn.BatchNorm2d(out_w))
 
     def forward(self, gray: torch.Tensor) -> torch.Tensor:
+        """B x in_channels x H x W in [0, 1] -> B x 3 x H x W unit normals; ValueError where H or W
+        is not a multiple of 2**depth."""
         side = 2 ** self.depth
         if gray.shape[-1] % side or gray.shape[-2] % side:
             raise ValueError(f"input {tuple(gray.shape[-2:])} is not divisible by 2**depth={side}")
@@ -119,4 +121,5 @@ class PatchDiscriminator(nn.Module):
         self.model = nn.Sequential(*layers)
 
     def forward(self, gray: torch.Tensor, normals: torch.Tensor) -> torch.Tensor:
+        """B x 1 x H x W grey and B x 3 x H x W normals -> B x 1 x H' x W' logits (real > 0)."""
         return self.model(torch.cat([gray, normals], dim=1))

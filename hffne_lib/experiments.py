@@ -9,7 +9,7 @@ gives the NormalEstimator of one row.
     train_experiments(cfg, "results/runs/smoke")
     estimator = load_experiment(cfg, "results/runs/smoke", "A1")
 
-From the shell, e.g. every run on two worker processes (on CPU, one thread each), into the run
+From the shell, e.g. every run on two worker processes (on CPU, each with half the cores), into the run
 directory the notebooks use (they then find them finished):
 
     python -m hffne_lib.experiments --preset cpu --jobs 2

@@ -42,6 +42,7 @@ class PerceptualLoss(nn.Module):
         self.layer = layer
 
     def forward(self, normals: torch.Tensor, rgb: torch.Tensor) -> torch.Tensor:
+        """B x 3 x H x W unit normals and B x 3 x H x W RGB in [0, 1] -> a scalar."""
         target = self.vgg(rgb, (self.layer,))[self.layer]
         features = self.vgg(encode_rgb(normals), (self.layer,))[self.layer]
         return F.l1_loss(features, target) * self.scale

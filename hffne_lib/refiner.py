@@ -293,6 +293,8 @@ class Refiner(nn.Module):
         return None if self.normal_encoder is None else self.normal_encoder.vgg
 
     def forward(self, gray: torch.Tensor, exemplar: torch.Tensor) -> torch.Tensor:
+        """B x 1 x H x W grey in [0, 1], B x 3 x H x W exemplar -> B x 3 x H x W unit normals;
+        ValueError where H or W is not a multiple of 16."""
         if gray.shape[-1] % 16 or gray.shape[-2] % 16:
             raise ValueError(f"refiner input {tuple(gray.shape[-2:])} must be divisible by 16")
         decoded = self.decode(gray, exemplar)

@@ -80,6 +80,8 @@ class VGG19Features(nn.Module):
                     module.bias.zero_()
 
     def forward(self, x: torch.Tensor, layers: tuple[str, ...] | None = None) -> dict[str, torch.Tensor]:
+        """B x 3 x H x W -> {name: its activation} for each of ``layers`` (names of LAYER_INDEX,
+        default: ``last_layer`` alone); ValueError for a layer past ``last_layer``."""
         layers = layers or (self.last_layer,)
         wanted = {LAYER_INDEX[name]: name for name in layers}
         if max(wanted) > LAYER_INDEX[self.last_layer]:
