@@ -9,8 +9,8 @@ gives the NormalEstimator of one row.
     train_experiments(cfg, "results/runs/smoke")
     estimator = load_experiment(cfg, "results/runs/smoke", "A1")
 
-From the shell, e.g. every run on two worker processes (on CPU, each with half the cores), into the run
-directory the notebooks use (they then find them finished):
+From the shell, e.g. every run on two worker processes (on CPU, each with half the cores), into
+the run directory the notebooks use (they then find them finished):
 
     python -m hffne_lib.experiments --preset cpu --jobs 2
 """
