@@ -22,6 +22,7 @@ import argparse
 import ast
 import csv
 import hashlib
+import inspect
 import itertools
 import math
 import os
@@ -163,6 +164,16 @@ def make_adam(params: Iterable[nn.Parameter], lr: float, betas: tuple[float, flo
     return torch.optim.Adam(params, lr, betas, fused=True if rt.device.type == "cuda" else None)
 
 
+#: DDP keeps each process's buffers (BatchNorm's running statistics) instead of copying rank 0's in
+#: before every forward. Nothing changes: in training they do not enter the outputs, and rank 0's,
+#: the ones saved, are the same either way. The copy broke the coarse stage on torch < 2.13: it
+#: writes in place, between the discriminator's two forwards, tensors autograd has saved. Torch
+#: 2.13 renamed the argument (``broadcast_buffers`` is deprecated there).
+NO_FORWARD_BUFFER_SYNC = ({"forward_sync_buffers": False}
+                          if "forward_sync_buffers" in inspect.signature(DistributedDataParallel).parameters
+                          else {"broadcast_buffers": False})
+
+
 def wrap(model: nn.Module, cfg: ExperimentConfig, rt: Runtime, unused_parameters: bool = False) -> nn.Module:
     """channels_last / DDP / torch.compile as the config and runtime ask.
 
@@ -173,7 +184,7 @@ def wrap(model: nn.Module, cfg: ExperimentConfig, rt: Runtime, unused_parameters
         model = to_channels_last(model)
     if rt.world > 1 and any(p.requires_grad for p in model.parameters()):
         model = DistributedDataParallel(model, device_ids=[rt.device] if rt.device.type == "cuda" else None,
-                                        find_unused_parameters=unused_parameters)
+                                        find_unused_parameters=unused_parameters, **NO_FORWARD_BUFFER_SYNC)
     return torch.compile(model) if cfg.compile else model
 
 

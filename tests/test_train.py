@@ -344,27 +344,35 @@ def test_shading_term_is_zero_for_the_true_shape_and_grows_with_detail_error():
     assert exact < 1e-5 and from_smooth_exemplar < 0.5 * wrong
 
 
+def _stepped_weights(optimizers: list, model: torch.nn.Module) -> torch.Tensor:
+    """This process's live weights of ``model``'s kind: those of the optimiser that stepped them."""
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    stepped = next(o for o in optimizers if len(o.param_groups[0]["params"]) == len(trainable))
+    return torch.cat([p.detach().flatten() for p in stepped.param_groups[0]["params"]])
+
+
 def _ddp_worker(rank: int, port: int, run_dir: str, results: dict) -> None:
     os.environ.update(RANK=str(rank), WORLD_SIZE="2", LOCAL_RANK=str(rank), MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     import torch.distributed as dist
-    cfg = tiny(coarse_iters=4, checkpoint_every=4, coarse_milestones=())
+    cfg = tiny(coarse_iters=4, refine_iters=2, checkpoint_every=4, coarse_milestones=())
     optimizers = []
     hook = register_optimizer_step_post_hook(lambda opt, *_: optimizers.append(opt) if opt not in optimizers else None)
     try:
-        train_coarse(cfg, run_dir, dataset=RandomFaces(), progress=False)
-        # no collective yet: every rank leaves after rank 0's last save (`train both` reads it next)
-        iteration_seen = load_checkpoint(f"{run_dir}/coarse/latest.pt", "coarse")["iteration"]
+        in_sync = {}
+        for stage, train in (("coarse", train_coarse), ("refiner", train_refiner)):
+            optimizers.clear()
+            train(cfg, run_dir, dataset=RandomFaces(), progress=False)
+            # no collective inside: every rank leaves after rank 0's last save, and reads it here
+            saved = load_coarse if stage == "coarse" else load_refiner
+            model, payload = saved(f"{run_dir}/{stage}/latest.pt")
+            mine = _stepped_weights(optimizers, model)
+            both = [None, None]
+            dist.all_gather_object(both, mine)
+            checkpoint = torch.cat([p.detach().flatten() for p in model.parameters() if p.requires_grad])
+            in_sync[stage] = (torch.equal(both[0], both[1]), torch.equal(mine, checkpoint), payload["iteration"])
         hook.remove()
-        generator = cfg.coarse.build_generator()
-        n_params = len(list(generator.parameters()))
-        trained = next(o for o in optimizers if len(o.param_groups[0]["params"]) == n_params)
-        mine = torch.cat([p.detach().flatten() for p in trained.param_groups[0]["params"]])
-        both = [None, None]
-        dist.all_gather_object(both, mine)
-        generator.load_state_dict(load_checkpoint(f"{run_dir}/coarse/latest.pt", "coarse")["models"]["generator"])
-        saved = torch.cat([p.detach().flatten() for p in generator.parameters()])
         stopped = []
         try:   # NaN images on rank 1 only: both stop at once, rank 0 saves nothing and waits for no one
             train_coarse(cfg, f"{run_dir}/nan", dataset=RandomFaces(nan_after=0 if rank else None), progress=False)
@@ -374,24 +382,27 @@ def _ddp_worker(rank: int, port: int, run_dir: str, results: dict) -> None:
             check_finite({"loss": torch.tensor(float("nan") if rank else 0.5)}, 7, Path(run_dir), setup_runtime(cfg))
         except NonFiniteLossError as err:
             stopped.append(str(err))
-        results[rank] = (torch.equal(both[0], both[1]), torch.equal(mine, saved), iteration_seen, stopped)
+        results[rank] = (in_sync, stopped)
     finally:
         dist.destroy_process_group()
 
 
 def test_ddp_two_gloo_processes(tmp_path):
+    """Both stages on two processes: the same weights on both, and the checkpoint holds them. The
+    coarse stage's discriminator runs twice before its backward, which DDP's in-place buffer copy
+    broke on torch < 2.13 (train.NO_FORWARD_BUFFER_SYNC)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     results = mp.Manager().dict()
     mp.spawn(_ddp_worker, args=(port, str(tmp_path), results), nprocs=2, join=True)
     results = dict(results)
-    assert [results[rank][:3] for rank in (0, 1)] == [(True, True, 4)] * 2  # in sync, checkpoint = their weights
-    assert load_checkpoint(tmp_path / "coarse" / "latest.pt", "coarse")["iteration"] == 4
-    assert all(results[rank][3][0].endswith("at iteration 1; training stopped, no checkpoint was written yet")
+    expected = {"coarse": (True, True, 4), "refiner": (True, True, 2)}
+    assert [results[rank][0] for rank in (0, 1)] == [expected] * 2  # in sync, checkpoint = their weights
+    assert all(results[rank][1][0].endswith("at iteration 1; training stopped, no checkpoint was written yet")
                for rank in (0, 1)) and not (tmp_path / "nan" / "coarse" / "latest.pt").exists()
-    assert results[0][3][1].startswith("a non-finite loss or weight on another process at iteration 7")
-    assert results[1][3][1].startswith("loss loss = nan at iteration 7")
+    assert results[0][1][1].startswith("a non-finite loss or weight on another process at iteration 7")
+    assert results[1][1][1].startswith("loss loss = nan at iteration 7")
 
 
 def test_weights_made_non_finite_by_a_finite_loss_are_not_saved(tmp_path):
